@@ -1,0 +1,5 @@
+import sys
+
+from jaxdepth.cli import main
+
+sys.exit(main())
