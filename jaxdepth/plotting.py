@@ -1,0 +1,45 @@
+"""Small matplotlib helpers shared by every experiment's figures (Agg, no display)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def mean_band(ax, x, y_SxX, label=None, color=None, log=False, **kw):
+  """Plot the mean over the leading (seed) axis with a min-max band."""
+  y = np.asarray(y_SxX, dtype=float)
+  if y.ndim == 1:
+    y = y[None]
+  with np.errstate(all="ignore"):
+    mean = np.nanmean(y, axis=0)
+    lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+  (line,) = ax.plot(x, mean, label=label, color=color, marker="o", ms=3, **kw)
+  if y.shape[0] > 1:
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+  if log:
+    ax.set_yscale("log")
+  return line
+
+
+def subplots(n: int, ncols: int | None = None, size=(3.6, 3.0)):
+  ncols = ncols or min(n, 4)
+  nrows = int(np.ceil(n / ncols))
+  fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
+                           squeeze=False)
+  for ax in axes.flat[n:]:
+    ax.set_visible(False)
+  return fig, axes.flat[:n]
+
+
+def save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
