@@ -1,0 +1,246 @@
+"""CONV-L-H: L conv layers of H channels, as pure init/apply (Galanti et al. 2022, §10.2).
+
+Architecture (jaxdepth's documented choices for what the paper leaves open):
+
+- Layer 1 (stem): a downsampling conv from the input channels to H,
+  3x3 stride 2 padding 1 for 2-D inputs (B, H_in, W_in, C), kernel 3 stride 2
+  padding 1 for 1-D inputs (B, T, C) (or (B, T), read as one channel), then
+  BatchNorm, then ReLU. Padding 1 matches PyTorch's ``Conv2d(..., 3, 2, 1)``:
+  spatial size ceil(n / 2).
+- Layers 2..L: 3x3 (or k=3) conv, H -> H, stride 1, padding 1, then BN, then ReLU.
+  Their weights are stacked on a leading axis (L-1, 3, 3, H, H) and applied with
+  ``lax.scan``; BN scales, biases and running statistics are stacked the same way,
+  so compile time stays flat in L.
+- Head: global average pooling (default) or flatten, then Linear(-> C).
+- Conv biases exist only without BatchNorm (with BN they are redundant).
+- Embedding of layer i (spec §2): the post-ReLU output of layer i, flattened in
+  NHWC order. The stem output and the scanned layers have the same shape, so all L
+  embeddings come back as ONE feats group of shape (L, B, h*w*H).
+
+BatchNorm follows Flax: momentum 0.9 (PyTorch 0.1), eps 1e-5, biased batch variance
+for both normalization and the running average. In train mode it normalizes with the
+batch statistics and returns the updated running averages; in eval mode it uses the
+running averages and returns them unchanged.
+
+Initializations: 'kaiming' = He normal, std sqrt(2 / fan_in) (sqrt(1 / fan_in)
+for the linear head), zero biases;
+'pytorch' = PyTorch defaults, weights U(+-1/sqrt(fan_in)) (Kaiming-uniform with
+a = sqrt(5)), biases U(+-1/sqrt(fan_in)). BN scale 1, bias 0 in both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxdepth.nets import Network
+from jaxdepth.validate import ConfigError
+
+INITS = ("kaiming", "pytorch")
+HEADS = ("gap", "flatten")
+BN_MOMENTUM = 0.9
+BN_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------- shared
+# Building blocks shared with jaxdepth/trunks.py (ResNet-18).
+
+
+def _get(cfg, name: str, default: Any) -> Any:
+  """Field of a ConfigDict or dict, with a default for family-specific fields."""
+  try:
+    return cfg[name] if name in cfg else default
+  except TypeError:
+    return getattr(cfg, name, default)
+
+
+def init_weight(key, shape: Sequence[int], fan_in: int, init: str,
+                relu: bool = True) -> jax.Array:
+  """Conv/linear weight.
+
+  kaiming: N(0, 2/fan_in) before a ReLU, N(0, 1/fan_in) for a linear read-out
+  (as jaxdepth.nets.dense_init); pytorch: U(+-1/sqrt(fan_in)).
+  """
+  if init == "kaiming":
+    gain = 2.0 if relu else 1.0
+    return jax.random.normal(key, shape, jnp.float32) * math.sqrt(gain / fan_in)
+  if init == "pytorch":
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+  raise ConfigError("model.init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+
+
+def init_bias(key, shape: Sequence[int], fan_in: int, init: str) -> jax.Array:
+  """Bias: zeros (kaiming) or U(+-1/sqrt(fan_in)) (pytorch)."""
+  if init == "pytorch":
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+  return jnp.zeros(shape, jnp.float32)
+
+
+def bn_params(shape: Sequence[int]) -> tuple[dict, dict]:
+  """BN params {scale, bias} and running stats {mean, var} of the given shape."""
+  params = {"scale": jnp.ones(shape, jnp.float32), "bias": jnp.zeros(shape, jnp.float32)}
+  stats = {"mean": jnp.zeros(shape, jnp.float32), "var": jnp.ones(shape, jnp.float32)}
+  return params, stats
+
+
+def _channel(v_C: jax.Array, ndim: int) -> jax.Array:
+  """(C,) -> (1, ..., 1, C), explicit broadcasting (rank promotion is 'raise')."""
+  return v_C.reshape((1,) * (ndim - 1) + v_C.shape)
+
+
+def batchnorm(x, p: dict, s: dict, train: bool) -> tuple[jax.Array, dict]:
+  """BatchNorm over all axes but the last (channels).
+
+  y = (x - m) / sqrt(v + eps) * scale + bias, with (m, v) the biased batch mean and
+  variance in train mode, the running averages in eval mode. Running averages:
+  r <- 0.9 r + 0.1 batch (Flax momentum 0.9 = PyTorch momentum 0.1).
+
+  Returns (y, new_stats); new_stats is ``s`` itself in eval mode.
+  """
+  axes = tuple(range(x.ndim - 1))
+  if train:
+    mean_C = jnp.mean(x, axes)
+    var_C = jnp.mean(jnp.square(x - _channel(mean_C, x.ndim)), axes)
+    new = {
+        "mean": BN_MOMENTUM * s["mean"] + (1.0 - BN_MOMENTUM) * mean_C,
+        "var": BN_MOMENTUM * s["var"] + (1.0 - BN_MOMENTUM) * var_C,
+    }
+  else:
+    mean_C, var_C, new = s["mean"], s["var"], s
+  inv_C = lax.rsqrt(var_C + BN_EPS) * p["scale"]
+  y = (x - _channel(mean_C, x.ndim)) * _channel(inv_C, x.ndim) + _channel(p["bias"], x.ndim)
+  return y, new
+
+
+def conv(x, w, stride: int, padding: int) -> jax.Array:
+  """N-d conv, channels last: x (B, *S, Cin), w (*K, Cin, Cout) -> (B, *S', Cout)."""
+  nd = x.ndim - 2
+  spatial = "HW" if nd == 2 else "W"
+  dn = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+  return lax.conv_general_dilated(
+      x, w, window_strides=(stride,) * nd, padding=((padding, padding),) * nd,
+      dimension_numbers=dn)
+
+
+def out_size(n: int, k: int, stride: int, pad: int) -> int:
+  """Output length of a conv along one axis (PyTorch formula)."""
+  return (n + 2 * pad - k) // stride + 1
+
+
+# ----------------------------------------------------------------------------- CONV-L-H
+
+
+def _conv_dims(input_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
+  """(spatial shape, input channels) from a per-example shape; rank 1 = (T,) -> C=1."""
+  shape = tuple(int(d) for d in input_shape)
+  if len(shape) == 1:
+    return shape, 1
+  if len(shape) in (2, 3):
+    return shape[:-1], shape[-1]
+  raise ConfigError(
+      "model.family",
+      f"conv needs per-example inputs (T,), (T, C) or (H, W, C); got shape {shape}")
+
+
+def validate_model(model_cfg) -> None:
+  """Check the CONV-L-H fields (no compute): depth >= 1, width >= 1, init, head."""
+  depth, width = _get(model_cfg, "depth", None), _get(model_cfg, "width", None)
+  for field, v in (("depth", depth), ("width", width)):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+      raise ConfigError(f"model.{field}", f"must be an integer >= 1, got {v!r}")
+  init = _get(model_cfg, "init", "kaiming")
+  if init not in INITS:
+    raise ConfigError("model.init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+  head = _get(model_cfg, "head", "gap")
+  if head not in HEADS:
+    raise ConfigError("model.head", f"unknown value {head!r}; allowed: {', '.join(HEADS)}")
+
+
+def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Network:
+  """CONV-L-H as a Network (pure init/apply). See the module docstring.
+
+  Args:
+    model_cfg: ConfigDict/dict with depth (L), width (H), batchnorm (bool),
+      init ('kaiming' | 'pytorch'), optional head ('gap' | 'flatten').
+    input_shape: per-example shape: (H, W, C) -> 2-D convs; (T, C) or (T,) -> 1-D.
+    num_classes: C.
+
+  Returns:
+    Network with apply(variables, x, train) -> (logits_BxC, (f_LxBxD,), stats),
+    D = h*w*H (2-D) or t*H (1-D) where (h, w) = ceil of half the input size.
+  """
+  validate_model(model_cfg)
+  depth, width = int(model_cfg["depth"]), int(model_cfg["width"])
+  use_bn = bool(_get(model_cfg, "batchnorm", True))
+  init = _get(model_cfg, "init", "kaiming")
+  head = _get(model_cfg, "head", "gap")
+  spatial, c_in = _conv_dims(input_shape)
+  nd = len(spatial)
+  if min(spatial) < 1:
+    raise ConfigError("data.name", f"input shape {tuple(input_shape)} has an empty axis")
+  feat_spatial = tuple(out_size(n, 3, 2, 1) for n in spatial)
+  feat_dim = math.prod(feat_spatial) * width
+  head_in = width if head == "gap" else feat_dim
+  k = (3,) * nd
+  fan_stem, fan_hid = 3**nd * c_in, 3**nd * width
+
+  def init_fn(key) -> dict:
+    k_stem, k_stem_b, k_hid, k_hid_b, k_head, k_head_b = jax.random.split(key, 6)
+    params: dict = {
+        "stem": {"w": init_weight(k_stem, k + (c_in, width), fan_stem, init)},
+        "hidden": {"w": init_weight(k_hid, (depth - 1,) + k + (width, width), fan_hid, init)},
+        "head": {
+            "w": init_weight(k_head, (head_in, num_classes), head_in, init, relu=False),
+            "b": init_bias(k_head_b, (num_classes,), head_in, init),
+        },
+    }
+    stats: dict = {}
+    if use_bn:
+      params["stem"]["bn"], stem_stats = bn_params((width,))
+      params["hidden"]["bn"], hid_stats = bn_params((depth - 1, width))
+      stats = {"stem": stem_stats, "hidden": hid_stats}
+    else:
+      params["stem"]["b"] = init_bias(k_stem_b, (width,), fan_stem, init)
+      params["hidden"]["b"] = init_bias(k_hid_b, (depth - 1, width), fan_hid, init)
+    return {"params": params, "batch_stats": stats}
+
+  def block(x, p, s, stride, train):
+    """conv -> (BN | bias) -> ReLU for one layer; returns (h, new_stats)."""
+    h = conv(x, p["w"], stride, 1)
+    if use_bn:
+      h, s = batchnorm(h, p["bn"], s, train)
+    else:
+      h = h + _channel(p["b"], h.ndim)
+    return jax.nn.relu(h), s
+
+  def apply_fn(variables: dict, x, train: bool = False):
+    p, st = variables["params"], variables["batch_stats"]
+    expected = tuple(spatial) + (c_in,)
+    x = x.reshape(x.shape[:1] + expected) if x.ndim == 2 and len(input_shape) == 1 else x
+    if tuple(x.shape[1:]) != expected:
+      raise ValueError(f"CONV-L-H built for inputs {expected}, got batch {x.shape}")
+    batch = x.shape[0]
+    h0, stem_stats = block(x, p["stem"], st.get("stem"), 2, train)
+
+    def layer(h, ps):
+      p_l, s_l = ps
+      h, s_l = block(h, p_l, s_l, 1, train)
+      return h, (h, s_l)
+
+    hid_stats = st.get("hidden")
+    h, (hs, new_hid) = lax.scan(layer, h0, (p["hidden"], hid_stats))
+    feats_LxBxD = jnp.concatenate(
+        [h0.reshape(1, batch, feat_dim), hs.reshape(depth - 1, batch, feat_dim)])
+    z = jnp.mean(h, axis=tuple(range(1, h.ndim - 1))) if head == "gap" else h.reshape(batch, -1)
+    logits_BxC = z @ p["head"]["w"] + p["head"]["b"][None, :]
+    new_stats = {"stem": stem_stats, "hidden": new_hid} if use_bn and train else st
+    return logits_BxC, (feats_LxBxD,), new_stats
+
+  names = tuple(f"conv{i}" for i in range(1, depth + 1))
+  return Network(init=init_fn, apply=apply_fn, num_layers=depth, layer_names=names)

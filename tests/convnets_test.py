@@ -1,0 +1,156 @@
+"""CONV-L-H: shapes, scanned == unrolled, BN train/eval semantics, vmap over runs."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdepth import convnets
+from jaxdepth.validate import ConfigError
+
+
+def _cfg(depth=3, width=4, batchnorm=True, init="kaiming", head="gap"):
+  return dict(family="conv", depth=depth, width=width, batchnorm=batchnorm, init=init,
+              head=head)
+
+
+@pytest.mark.parametrize("shape,feat_spatial", [((8, 8, 1), (4, 4)), ((7, 5, 3), (4, 3)),
+                                                ((40,), (20,)), ((9, 2), (5,))])
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_forward_shapes_and_layer_count(shape, feat_spatial, batchnorm):
+  depth, width, c = 3, 4, 5
+  net = convnets.build_conv(_cfg(depth, width, batchnorm), shape, c)
+  assert net.num_layers == depth and len(net.layer_names) == depth
+  v = net.init(jax.random.key(0))
+  x = jnp.ones((6,) + shape)
+  logits, feats, stats = net.apply(v, x, train=True)
+  assert logits.shape == (6, c)
+  assert len(feats) == 1
+  assert feats[0].shape == (depth, 6, math.prod(feat_spatial) * width)
+  assert sum(f.shape[0] for f in feats) == net.num_layers
+  assert jax.tree.structure(stats) == jax.tree.structure(v["batch_stats"])
+  assert bool(jnp.all(feats[0] >= 0))  # post-ReLU
+
+
+def test_depth_one_and_flatten_head():
+  net = convnets.build_conv(_cfg(depth=1, head="flatten"), (6, 6, 2), 3)
+  v = net.init(jax.random.key(1))
+  logits, (f,), _ = net.apply(v, jnp.ones((2, 6, 6, 2)), train=False)
+  assert logits.shape == (2, 3) and f.shape == (1, 2, 3 * 3 * 4)
+
+
+def _unrolled(v, x, depth, use_bn, train):
+  """Independent reference: a Python loop over the layers, numpy-style BN."""
+  p, s = v["params"], v["batch_stats"]
+
+  def bn(h, scale, bias, mean, var):
+    if train:
+      mean, var = h.mean((0, 1, 2)), h.var((0, 1, 2))
+    return (h - mean) / jnp.sqrt(var + 1e-5) * scale + bias
+
+  def conv(h, w, stride):
+    return jax.lax.conv_general_dilated(h, w, (stride, stride), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  h = conv(x, p["stem"]["w"], 2)
+  if use_bn:
+    h = bn(h, p["stem"]["bn"]["scale"], p["stem"]["bn"]["bias"], s["stem"]["mean"],
+           s["stem"]["var"])
+  else:
+    h = h + p["stem"]["b"]
+  h = jax.nn.relu(h)
+  feats = [h.reshape(h.shape[0], -1)]
+  for i in range(depth - 1):
+    h = conv(h, p["hidden"]["w"][i], 1)
+    if use_bn:
+      h = bn(h, p["hidden"]["bn"]["scale"][i], p["hidden"]["bn"]["bias"][i],
+             s["hidden"]["mean"][i], s["hidden"]["var"][i])
+    else:
+      h = h + p["hidden"]["b"][i]
+    h = jax.nn.relu(h)
+    feats.append(h.reshape(h.shape[0], -1))
+  logits = h.mean((1, 2)) @ p["head"]["w"] + p["head"]["b"]
+  return logits, jnp.stack(feats)
+
+
+@pytest.mark.parametrize("use_bn", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("init", ["kaiming", "pytorch"])
+def test_scan_equals_unrolled(use_bn, train, init):
+  depth = 4
+  net = convnets.build_conv(_cfg(depth, 3, use_bn, init), (8, 8, 2), 4)
+  v = net.init(jax.random.key(2))
+  if use_bn:  # non-trivial running stats so eval mode is exercised
+    v["batch_stats"] = jax.tree.map(
+        lambda a: a + 0.3 * jax.random.uniform(jax.random.key(9), a.shape),
+        v["batch_stats"])
+  x = jax.random.normal(jax.random.key(3), (5, 8, 8, 2))
+  with jax.numpy_rank_promotion("allow"):
+    ref_logits, ref_feats = _unrolled(v, x, depth, use_bn, train)
+  logits, (feats,), _ = net.apply(v, x, train=train)
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(feats, ref_feats, rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_train_vs_eval():
+  net = convnets.build_conv(_cfg(depth=3, width=3), (6, 6, 1), 2)
+  v = net.init(jax.random.key(4))
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(5), (16, 6, 6, 1))
+  # Eval at init: running stats are (0, 1) -> stats returned unchanged.
+  _, _, s_eval = net.apply(v, x, train=False)
+  assert s_eval is v["batch_stats"]
+  # Train: stem running mean moves 10% of the way to the batch mean of the conv output.
+  _, _, s_train = net.apply(v, x, train=True)
+  h = convnets.conv(x, v["params"]["stem"]["w"], 2, 1)
+  np.testing.assert_allclose(s_train["stem"]["mean"], 0.1 * h.mean((0, 1, 2)), rtol=1e-4,
+                             atol=1e-6)
+  np.testing.assert_allclose(s_train["stem"]["var"], 0.9 + 0.1 * h.var((0, 1, 2)),
+                             rtol=1e-4)
+  assert s_train["hidden"]["mean"].shape == (2, 3)
+  # Train-mode stem embedding is batch-normalized: per-channel pre-ReLU mean 0 var 1,
+  # so the output depends on the batch, unlike eval mode.
+  _, (f_train,), _ = net.apply(v, x, train=True)
+  _, (f_half,), _ = net.apply(v, x[:8], train=True)
+  _, (e_full,), _ = net.apply(v, x, train=False)
+  _, (e_half,), _ = net.apply(v, x[:8], train=False)
+  np.testing.assert_allclose(e_full[:, :8], e_half, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(f_train[:, :8], f_half, atol=1e-3)
+
+
+def test_vmap_over_runs_equals_loop():
+  net = convnets.build_conv(_cfg(depth=3, width=3), (6, 6, 1), 2)
+  keys = jax.random.split(jax.random.key(6), 3)
+  vs = jax.vmap(net.init)(keys)
+  assert vs["params"]["hidden"]["w"].shape == (3, 2, 3, 3, 3, 3)
+  x = jax.random.normal(jax.random.key(7), (4, 6, 6, 1))
+  logits, (f,), s = jax.jit(jax.vmap(lambda v: net.apply(v, x, train=True)))(vs)
+  for r in range(3):
+    l_r, (f_r,), s_r = net.apply(net.init(keys[r]), x, train=True)
+    np.testing.assert_allclose(logits[r], l_r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f[r], f_r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s["hidden"]["var"][r], s_r["hidden"]["var"], rtol=1e-5)
+
+
+def test_pytorch_init_bounds():
+  net = convnets.build_conv(_cfg(depth=2, width=8, batchnorm=False, init="pytorch"),
+                            (8, 8, 3), 10)
+  p = net.init(jax.random.key(8))["params"]
+  for w, b, fan in ((p["stem"]["w"], p["stem"]["b"], 27), (p["hidden"]["w"],
+                                                          p["hidden"]["b"], 72)):
+    bound = 1 / math.sqrt(fan)
+    assert float(jnp.abs(w).max()) <= bound and float(jnp.abs(w).max()) > 0.8 * bound
+    assert float(jnp.abs(b).max()) <= bound
+
+
+def test_bad_inputs():
+  with pytest.raises(ConfigError, match="model.depth"):
+    convnets.build_conv(_cfg(depth=0), (8, 8, 1), 10)
+  with pytest.raises(ConfigError, match="model.init"):
+    convnets.build_conv(_cfg(init="xavier"), (8, 8, 1), 10)
+  with pytest.raises(ConfigError, match="conv needs"):
+    convnets.build_conv(_cfg(), (2, 8, 8, 1), 10)
+  net = convnets.build_conv(_cfg(), (8, 8, 1), 10)
+  with pytest.raises(ValueError, match="built for inputs"):
+    net.apply(net.init(jax.random.key(0)), jnp.ones((2, 7, 7, 1)))
