@@ -27,7 +27,7 @@ def load_config(path: str, overrides: list[str]):
   config_flags.DEFINE_config_file("config", default=path, flag_values=fv,
                                   lock_config=True)
   try:
-    fv(["jaxdepth", *overrides])
+    fv(["jaxdepth", f"--config={path}", *overrides])
   except flags.Error as e:  # unknown field, unparsable value
     msg = str(e).splitlines()[0]
     field = next((o.split("=")[0][len("--config."):] for o in overrides

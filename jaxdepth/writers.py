@@ -85,17 +85,8 @@ def prepare_workdir(workdir: str, config) -> bool:
 class JsonlWriter:
   """Appends one JSON object per line (``{"step": s, ...}``)."""
 
-  def __init__(self, path: str, truncate_after_step: int | None = None):
+  def __init__(self, path: str):
     self.path = path
-    if truncate_after_step is not None and os.path.exists(path):
-      # On resume, drop records past the restored checkpoint so that re-run
-      # evaluations are not duplicated.
-      keep = [r for r in read_jsonl(path) if r.get("step", -1) <= truncate_after_step]
-      tmp = f"{path}.tmp"
-      with open(tmp, "w") as f:
-        for r in keep:
-          f.write(json.dumps(r) + "\n")
-      os.replace(tmp, path)
 
   def write(self, record: Mapping[str, Any]) -> None:
     with open(self.path, "a") as f:

@@ -1,0 +1,164 @@
+"""Streamed per-layer analysis of any jaxdepth Network (spec §3-§5, §13).
+
+One jitted program computes, for every layer and (under vmap) every run: NCC train
+and test accuracy, CDNV on train and on test (two passes, centred), effective depths,
+the Gram-matrix effective rank of the embeddings, and the network's own accuracy and
+loss. Data are streamed in fixed-size batches (the tail padded and masked, never
+dropped), so wide conv layers never hold a whole dataset's embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdepth import collapse, rank
+from jaxdepth.nets import Network
+
+
+class Batched(NamedTuple):
+  """A dataset cut into (num_batches, B, ...) with a validity mask."""
+  x: jax.Array  # (NB, B, ...)
+  y: jax.Array  # (NB, B) true labels (0 in padding)
+  mask: jax.Array  # (NB, B) bool
+
+
+def batch_pad(x, y, batch_size: int) -> Batched:
+  """Pad to a multiple of ``batch_size`` and reshape; padding is masked out."""
+  n = x.shape[0]
+  nb = -(-n // batch_size)
+  pad = nb * batch_size - n
+  xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+  yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
+  mask = np.arange(nb * batch_size) < n
+  return Batched(xp.reshape(nb, batch_size, *x.shape[1:]), yp.reshape(nb, batch_size),
+                 mask.reshape(nb, batch_size))
+
+
+def relabel(batched: Batched, labels_N) -> jax.Array:
+  """Per-run training labels (N,) cut like ``batched.y``."""
+  nb, b = batched.y.shape
+  pad = nb * b - labels_N.shape[0]
+  return jnp.concatenate([labels_N, jnp.zeros((pad,), labels_N.dtype)]).reshape(nb, b)
+
+
+def _per_layer(fn, groups, *args):
+  """Apply ``fn(feats_BxD, *args_g)`` to every layer of every group; concat on layers."""
+  return [jax.vmap(fn, in_axes=(0,) + (0,) * len(a))(f, *a) for f, a in
+          zip(groups, zip(*args) if args else [()] * len(groups))]
+
+
+def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
+                  rank_samples: int = 512):
+  """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
+
+  ``train``/``test`` are Batched (shared by all runs); ``train_labels`` are the labels
+  the run was trained on and ``corrupted`` marks the corrupted ones. vmap over runs.
+  """
+  C = num_classes
+  eps_E = jnp.asarray(eps, jnp.float32)
+
+  def forward(variables, x):
+    logits, groups, _ = network.apply(variables, x, train=False)
+    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+
+  def pass_sums(variables, data: Batched, labels, refs):
+    """Pass 1: per-class counts and sums of (f - ref), every layer."""
+    def body(carry, xs):
+      x, y, m = xs
+      _, groups = forward(variables, x)
+      out = []
+      for (cnt, sums), f, r in zip(carry, groups, refs):
+        c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
+        out.append((cnt + c_b, sums + s_b))
+      return out, None
+    init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
+            for r in refs]
+    carry, _ = jax.lax.scan(body, init, (data.x, labels, data.mask))
+    return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
+
+  def pass_m2(variables, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset):
+    """Pass 2: M2 per class, NCC correct counts (on ``ncc_labels``), network loss/acc."""
+    def body(carry, xs):
+      x, y, y_ncc, m, sub = xs
+      logits, groups = forward(variables, x)
+      mf = m.astype(jnp.float32)
+      m2s, corrects = [], []
+      for f, r, (cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
+          groups, refs, stats, ncc_stats, carry["m2"], carry["correct"]):
+        m2_b = jax.vmap(lambda f_, mu_, r_: collapse.class_m2(f_, y, mu_, r_, m))(f, mu, r)
+        pred = jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(
+            collapse.ncc_scores(f_, mu_, c_, r_), axis=1))(f, nmu, ncnt, r)
+        hit = (pred == y_ncc[None]).astype(jnp.float32)
+        c_b = jnp.stack([hit @ mf, hit @ (mf * (1 - sub)), hit @ (mf * sub)], axis=1)
+        m2s.append(acc_m2 + m2_b)
+        corrects.append(acc_c + c_b)
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, y_ncc)
+      new = {"m2": m2s, "correct": corrects,
+             "loss": carry["loss"] + jnp.sum(ce * mf),
+             "acc": carry["acc"] + jnp.sum((jnp.argmax(logits, 1) == y_ncc) * mf)}
+      return new, None
+    init = {"m2": [jnp.zeros((r.shape[0], C)) for r in refs],
+            "correct": [jnp.zeros((r.shape[0], 3)) for r in refs],
+            "loss": jnp.zeros(()), "acc": jnp.zeros(())}
+    carry, _ = jax.lax.scan(body, init, (data.x, labels, ncc_labels, data.mask, subset))
+    return carry
+
+  def analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
+    # Centring point per layer: mean of the first training batch (translation
+    # invariance makes this exact; it keeps float32 sums well conditioned).
+    _, groups0 = forward(variables, train.x[0])
+    m0 = train.mask[0].astype(jnp.float32)
+    refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
+    sub = corrupted.astype(jnp.float32)
+    tr_stats = pass_sums(variables, train, train_labels, refs)
+    te_stats = pass_sums(variables, test, test.y, refs)
+    tr = pass_m2(variables, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub)
+    te = pass_m2(variables, test, test.y, te_stats, refs, tr_stats, test.y,
+                 jnp.zeros(test.mask.shape))
+    n_tr = train.mask.sum()
+    n_te = test.mask.sum()
+    n_corrupt = jnp.sum(sub * train.mask)
+
+    def cdnv_all(stats, m2):
+      out = [jax.vmap(collapse.cdnv_from_stats)(cnt, mu, mm) for (cnt, mu), mm in
+             zip(stats, m2)]
+      return jax.tree.map(lambda *a: jnp.concatenate(a), *out)
+
+    cd_tr, cd_te = cdnv_all(tr_stats, tr["m2"]), cdnv_all(te_stats, te["m2"])
+    corr_tr = jnp.concatenate(tr["correct"])  # (L, 3): all, clean, corrupted
+    corr_te = jnp.concatenate(te["correct"])
+    ncc_train = corr_tr[:, 0] / n_tr
+    err_L = 1.0 - ncc_train
+    # Gram-matrix effective rank of the embeddings of a fixed subset.
+    def ranks(data: Batched):
+      # Only the last batch holds padding, so the first (NB-1)*B+1 rows are real.
+      k = min(rank_samples, (data.x.shape[0] - 1) * data.x.shape[1] + 1)
+      xs = data.x.reshape(-1, *data.x.shape[2:])[:k]
+      _, gs = forward(variables, xs)
+      return jnp.concatenate([jax.vmap(rank.gram_entropy_rank)(g) for g in gs])
+
+    return {
+        "ncc_train_acc": ncc_train,
+        "ncc_test_acc": corr_te[:, 0] / n_te,
+        "ncc_train_acc_clean": corr_tr[:, 1] / jnp.maximum(n_tr - n_corrupt, 1),
+        "ncc_train_acc_corrupted": jnp.where(
+            n_corrupt > 0, corr_tr[:, 2] / jnp.maximum(n_corrupt, 1), jnp.nan),
+        "cdnv_train": cd_tr.value, "cdnv_test": cd_te.value,
+        "degenerate_pairs_train": cd_tr.num_degenerate_pairs,
+        "degenerate_pairs_test": cd_te.num_degenerate_pairs,
+        "empty_classes_train": cd_tr.num_empty_classes[0],
+        "empty_classes_test": cd_te.num_empty_classes[0],
+        "rank_train": ranks(train), "rank_test": ranks(test),
+        "effective_depth": jax.vmap(lambda e: collapse.effective_depth(err_L, e))(eps_E),
+        "effective_depth_suffix": jax.vmap(
+            lambda e: collapse.effective_depth_suffix(err_L, e))(eps_E),
+        "train_loss": tr["loss"] / n_tr, "train_acc": tr["acc"] / n_tr,
+        "test_loss": te["loss"] / n_te, "test_acc": te["acc"] / n_te,
+    }
+
+  return analyze
