@@ -136,11 +136,14 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     err_L = 1.0 - ncc_train
     # Gram-matrix effective rank of the embeddings of a fixed subset.
     def ranks(data: Batched):
-      # Only the last batch holds padding, so the first (NB-1)*B+1 rows are real.
-      k = min(rank_samples, (data.x.shape[0] - 1) * data.x.shape[1] + 1)
+      # Padding rows are zeroed: zero rows leave the non-zero singular values as
+      # they are, so the rank is that of the first min(k, N) real examples.
+      k = min(rank_samples, data.x.shape[0] * data.x.shape[1])
       xs = data.x.reshape(-1, *data.x.shape[2:])[:k]
+      m = data.mask.reshape(-1)[:k].astype(jnp.float32)
       _, gs = forward(variables, xs)
-      return jnp.concatenate([jax.vmap(rank.gram_entropy_rank)(g) for g in gs])
+      return jnp.concatenate([jax.vmap(rank.gram_entropy_rank)(g * m[None, :, None])
+                              for g in gs])
 
     return {
         "ncc_train_acc": ncc_train,

@@ -42,7 +42,7 @@ def class_sums(feats_NxD, labels_N, num_classes: int, ref_D, mask_N=None):
   """Counts (C,) and sums (C, D) of ``feats - ref`` per class (one-hot matmul)."""
   dtype = jnp.result_type(feats_NxD.dtype, jnp.float32)
   oh_NxC = one_hot_masked(labels_N, num_classes, mask_N, dtype)
-  x_NxD = (feats_NxD - ref_D).astype(dtype)
+  x_NxD = (feats_NxD - ref_D[None]).astype(dtype)
   return oh_NxC.sum(0), oh_NxC.T @ x_NxD
 
 
@@ -50,7 +50,7 @@ def class_m2(feats_NxD, labels_N, means_CxD, ref_D, mask_N=None):
   """Sum over each class of |f - mu_c|^2, with ``means`` relative to ``ref``."""
   dtype = means_CxD.dtype
   oh_NxC = one_hot_masked(labels_N, means_CxD.shape[0], mask_N, dtype)
-  d_NxD = (feats_NxD - ref_D).astype(dtype) - oh_NxC @ means_CxD
+  d_NxD = (feats_NxD - ref_D[None]).astype(dtype) - oh_NxC @ means_CxD
   sq_N = jnp.sum(jnp.square(d_NxD), axis=1)
   return oh_NxC.T @ sq_N
 
@@ -64,7 +64,7 @@ def ncc_scores(feats_NxD, means_CxD, counts_C, ref_D):
 
   argmax of the score is argmin_c |f - mu_c| (the |z|^2 term does not depend on c).
   """
-  z_NxD = (feats_NxD - ref_D).astype(means_CxD.dtype)
+  z_NxD = (feats_NxD - ref_D[None]).astype(means_CxD.dtype)
   s_NxC = 2.0 * z_NxD @ means_CxD.T - jnp.sum(jnp.square(means_CxD), axis=1)[None]
   return jnp.where((counts_C > 0)[None], s_NxC, -jnp.inf)
 
@@ -80,10 +80,10 @@ def cdnv_from_stats(counts_C, means_CxD, m2_C, tol: float = DEGENERATE_TOL) -> C
   var_C = m2_C / jnp.maximum(counts_C, 1)
   n_present = present_C.sum()
   mu_bar_D = (counts_C[:, None] * means_CxD).sum(0) / jnp.maximum(counts_C.sum(), 1)
-  spread_C = jnp.sum(jnp.square(means_CxD - mu_bar_D), axis=1) + var_C
+  spread_C = jnp.sum(jnp.square(means_CxD - mu_bar_D[None]), axis=1) + var_C
   s2 = jnp.sum(jnp.where(present_C, spread_C, 0.0)) / jnp.maximum(n_present, 1)
   # Explicit differences, one row at a time: memory stays O(C * D).
-  dist_CxC = jax.lax.map(lambda mu_D: jnp.sum(jnp.square(means_CxD - mu_D), axis=1),
+  dist_CxC = jax.lax.map(lambda mu_D: jnp.sum(jnp.square(means_CxD - mu_D[None]), axis=1),
                          means_CxD)
   C = counts_C.shape[0]
   upper_CxC = jnp.triu(jnp.ones((C, C), bool), k=1)
@@ -111,14 +111,14 @@ def class_stats(feats_NxD, labels_N, num_classes: int, mask_N=None) -> ClassStat
 def class_means(feats_NxD, labels_N, num_classes: int):
   """(C, D) class means mu_c = (1/N_c) sum_{y_i = c} f(x_i); zeros for empty classes."""
   st = class_stats(feats_NxD, labels_N, num_classes)
-  return jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D, 0.0)
+  return jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None], 0.0)
 
 
 def ncc_predict(feats_NxD, means_CxD, counts_C=None):
   """argmin_c |f(x) - mu_c| (ties to the lowest index); classes with count 0 never win."""
   counts_C = jnp.ones(means_CxD.shape[0]) if counts_C is None else counts_C
   ref_D = jnp.mean(means_CxD, axis=0)
-  return jnp.argmax(ncc_scores(feats_NxD, means_CxD - ref_D, counts_C, ref_D), axis=1)
+  return jnp.argmax(ncc_scores(feats_NxD, means_CxD - ref_D[None], counts_C, ref_D), axis=1)
 
 
 def ncc_accuracy(feats_NxD, labels_N, means_CxD, counts_C=None):

@@ -59,12 +59,13 @@ def batch_norm(x_BxF, scale_F, bias_F, mean_F, var_F, train: bool):
   axes = tuple(range(x_BxF.ndim - 1))
   if train:
     mu = jnp.mean(x_BxF, axes)
-    var = jnp.mean(jnp.square(x_BxF - mu), axes)
+    var = jnp.mean(jnp.square(x_BxF - jnp.expand_dims(mu, axes)), axes)
     new_mean = BN_MOMENTUM * mean_F + (1 - BN_MOMENTUM) * mu
     new_var = BN_MOMENTUM * var_F + (1 - BN_MOMENTUM) * var
   else:
     mu, var, new_mean, new_var = mean_F, var_F, mean_F, var_F
-  y = (x_BxF - mu) * jax.lax.rsqrt(var + BN_EPS) * scale_F + bias_F
+  bc = lambda a: jnp.expand_dims(a, axes)  # noqa: E731  (explicit rank promotion)
+  y = (x_BxF - bc(mu)) * jax.lax.rsqrt(bc(var) + BN_EPS) * bc(scale_F) + bc(bias_F)
   return y, new_mean, new_var
 
 
@@ -108,16 +109,16 @@ def mlp(depth: int, width: int, in_dim: int, num_classes: int, batchnorm: bool =
         bn_s = {"mean": m, "var": v}
       return jax.nn.relu(z_BxH), bn_s
 
-    h1_BxH, s1 = block(x_BxI @ p["w_in"] + p["b_in"], _index(bn_p, 0), _index(s, 0))
+    h1_BxH, s1 = block(x_BxI @ p["w_in"] + p["b_in"][None], _index(bn_p, 0), _index(s, 0))
 
     def layer(h_BxH, xs):
       w_HxH, b_H, bp, bs = xs
-      h_BxH, bs = block(h_BxH @ w_HxH + b_H, bp, bs)
+      h_BxH, bs = block(h_BxH @ w_HxH + b_H[None], bp, bs)
       return h_BxH, (h_BxH, bs)
 
     h_BxH, (hs_DxBxH, s_rest) = jax.lax.scan(
         layer, h1_BxH, (p["w_hid"], p["b_hid"], _tail(bn_p), _tail(s)))
-    logits_BxC = h_BxH @ p["w_out"] + p["b_out"]
+    logits_BxC = h_BxH @ p["w_out"] + p["b_out"][None]
     feats_LxBxH = jnp.concatenate([h1_BxH[None], hs_DxBxH])
     new_stats = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), s1, s_rest)
     return logits_BxC, (feats_LxBxH,), new_stats

@@ -1,0 +1,93 @@
+"""Streamed per-layer analysis equals a one-shot float64 numpy computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdepth import analysis, nets
+from tests.collapse_test import np_cdnv, np_ncc_pred
+
+
+def np_rank(phi):
+  s = np.linalg.svd(np.asarray(phi, np.float64), compute_uv=False) ** 2
+  p = s / s.sum()
+  p = p[p > 0]
+  return float(-(p * np.log(p)).sum())
+
+
+@pytest.fixture(scope="module")
+def setup():
+  rng = np.random.default_rng(0)
+  C, D, n_tr, n_te = 4, 10, 230, 170  # neither a multiple of the batch size
+  mu = rng.normal(size=(C, D)) * 2
+  y_tr = rng.integers(0, C, n_tr).astype(np.int32)
+  y_te = rng.integers(0, C, n_te).astype(np.int32)
+  x_tr = (mu[y_tr] + rng.normal(size=(n_tr, D))).astype(np.float32)
+  x_te = (mu[y_te] + rng.normal(size=(n_te, D))).astype(np.float32)
+  labels = y_tr.copy()
+  corrupted = np.zeros(n_tr, bool)
+  corrupted[:40] = True
+  labels[:40] = (labels[:40] + 1) % C
+  net = nets.mlp(3, 12, D, C, batchnorm=True)
+  v = net.init(jax.random.key(0))
+  v["batch_stats"] = {"mean": 0.05 * jnp.ones((3, 12)), "var": 1.5 * jnp.ones((3, 12))}
+  return net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te
+
+
+def test_streamed_analysis_matches_numpy(setup):
+  net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te = setup
+  eps = (0.01, 0.5)
+  tr_b = analysis.batch_pad(x_tr, y_tr, 64)
+  te_b = analysis.batch_pad(x_te, y_te, 64)
+  an = analysis.make_analyzer(net, C, eps, rank_samples=100)
+  out = jax.jit(an)(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+                    analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b)
+  logits_tr, (f_tr,), _ = net.apply(v, x_tr, train=False)
+  logits_te, (f_te,), _ = net.apply(v, x_te, train=False)
+  f_tr, f_te = np.asarray(f_tr, np.float64), np.asarray(f_te, np.float64)
+  for l in range(3):
+    means = np.stack([f_tr[l][labels == c].mean(0) for c in range(C)])
+    pred_tr = np_ncc_pred(f_tr[l], means)
+    pred_te = np_ncc_pred(f_te[l], means)
+    assert float(out["ncc_train_acc"][l]) == pytest.approx(np.mean(pred_tr == labels), abs=1e-6)
+    assert float(out["ncc_test_acc"][l]) == pytest.approx(np.mean(pred_te == y_te), abs=1e-6)
+    assert float(out["ncc_train_acc_clean"][l]) == pytest.approx(
+        np.mean(pred_tr[~corrupted] == labels[~corrupted]), abs=1e-6)
+    assert float(out["ncc_train_acc_corrupted"][l]) == pytest.approx(
+        np.mean(pred_tr[corrupted] == labels[corrupted]), abs=1e-6)
+    np.testing.assert_allclose(out["cdnv_train"][l], np_cdnv(f_tr[l], labels, C), rtol=1e-4)
+    np.testing.assert_allclose(out["cdnv_test"][l], np_cdnv(f_te[l], y_te, C), rtol=1e-4)
+    np.testing.assert_allclose(out["rank_train"][l], np_rank(f_tr[l][:100]), rtol=1e-4)
+    np.testing.assert_allclose(out["rank_test"][l], np_rank(f_te[l][:100]), rtol=1e-4)
+  err = 1 - np.asarray(out["ncc_train_acc"])
+  for e, got in zip(eps, out["effective_depth"]):
+    ok = np.flatnonzero(err <= e)
+    assert int(got) == (ok[0] + 1 if ok.size else 4)
+  lt = np.asarray(logits_tr, np.float64)
+  lse = np.log(np.exp(lt - lt.max(1, keepdims=True)).sum(1)) + lt.max(1)
+  want_loss = np.mean(lse - lt[np.arange(len(labels)), labels])
+  assert float(out["train_loss"]) == pytest.approx(want_loss, rel=1e-4)
+  assert float(out["train_acc"]) == pytest.approx(np.mean(lt.argmax(1) == labels))
+  assert float(out["test_acc"]) == pytest.approx(np.mean(np.asarray(logits_te).argmax(1) == y_te))
+
+
+def test_batch_size_does_not_change_results(setup):
+  net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te = setup
+  outs = []
+  for b in (50, 230, 1000):
+    tr_b, te_b = analysis.batch_pad(x_tr, y_tr, b), analysis.batch_pad(x_te, y_te, b)
+    an = analysis.make_analyzer(net, C, (0.01,), rank_samples=50)
+    outs.append(an(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+                   analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b))
+  for o in outs[1:]:
+    for k in ("ncc_train_acc", "ncc_test_acc", "train_acc"):
+      np.testing.assert_allclose(o[k], outs[0][k], atol=1e-6)
+    for k in ("cdnv_train", "cdnv_test", "train_loss", "rank_train"):
+      np.testing.assert_allclose(o[k], outs[0][k], rtol=1e-4)
+
+
+def test_batch_pad_masks_tail():
+  b = analysis.batch_pad(np.ones((7, 2), np.float32), np.arange(7), 3)
+  assert b.x.shape == (3, 3, 2)
+  np.testing.assert_array_equal(b.mask.reshape(-1), [1] * 7 + [0, 0])
