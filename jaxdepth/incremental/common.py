@@ -73,7 +73,8 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
                  "loss": res.loss_SxIxT[:, :, t]})
     sub = f"checkpoints/{variant + '_' if variant else ''}depth_{depth}"
     cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
-    cp.save(res.steps_run, {"params": res.params, "logged": res.logged_SxIxTxJ,
+    params = {k: v for k, v in res.params._asdict().items() if np.size(v)}  # orbax: no 0-size
+    cp.save(res.steps_run, {"params": params, "logged": res.logged_SxIxTxJ,
                             "loss": res.loss_SxIxT, "cross_t": res.cross_t_SxIxAxK},
             {"experiment": config.experiment, "depth": depth, "variant": variant,
              "init_scales": list(config.init_scales), "seeds": config.num_seeds,
