@@ -125,6 +125,9 @@ def plot_values(path: str, config, results: dict[int, runner.Result], scale_idx:
                            markevery=max(1, len(x) // 8))
       for tv in targets if targets is not None else ():
         ax.axhline(tv, color="gray", ls=":", lw=0.8)
+      stops = res.stop_step_SxI[ok, scale_idx]
+      if np.all(stops > 0):  # every run froze: zoom on the part where something happens
+        ax.set_xlim(0, 1.3 * stops.max() * (time_scale or {}).get(depth, 1.0))
     ax.set_title(f"depth {depth}, $\\sigma_0$={config.init_scales[scale_idx]:g}")
     ax.set_xlabel("time (steps x lr)" if time_scale else "step")
     ax.set_ylabel(ylabel)
