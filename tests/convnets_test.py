@@ -23,21 +23,22 @@ def test_forward_shapes_and_layer_count(shape, feat_spatial, batchnorm):
   depth, width, c = 3, 4, 5
   net = convnets.build_conv(_cfg(depth, width, batchnorm), shape, c)
   assert net.num_layers == depth and len(net.layer_names) == depth
-  v = net.init(jax.random.key(0))
-  x = jnp.ones((6,) + shape)
-  logits, feats, stats = net.apply(v, x, train=True)
-  assert logits.shape == (6, c)
-  assert len(feats) == 1
-  assert feats[0].shape == (depth, 6, math.prod(feat_spatial) * width)
-  assert sum(f.shape[0] for f in feats) == net.num_layers
-  assert jax.tree.structure(stats) == jax.tree.structure(v["batch_stats"])
-  assert bool(jnp.all(feats[0] >= 0))  # post-ReLU
+  v = jax.eval_shape(net.init, jax.random.key(0))
+  x = jax.ShapeDtypeStruct((6,) + shape, jnp.float32)
+  for train in (True, False):
+    logits, feats, stats = jax.eval_shape(lambda v, x: net.apply(v, x, train), v, x)
+    assert logits.shape == (6, c)
+    assert len(feats) == 1
+    assert feats[0].shape == (depth, 6, math.prod(feat_spatial) * width)
+    assert sum(f.shape[0] for f in feats) == net.num_layers
+    assert jax.tree.structure(stats) == jax.tree.structure(v["batch_stats"])
 
 
 def test_depth_one_and_flatten_head():
   net = convnets.build_conv(_cfg(depth=1, head="flatten"), (6, 6, 2), 3)
-  v = net.init(jax.random.key(1))
-  logits, (f,), _ = net.apply(v, jnp.ones((2, 6, 6, 2)), train=False)
+  v = jax.eval_shape(net.init, jax.random.key(1))
+  x = jax.ShapeDtypeStruct((2, 6, 6, 2), jnp.float32)
+  logits, (f,), _ = jax.eval_shape(lambda v, x: net.apply(v, x, False), v, x)
   assert logits.shape == (2, 3) and f.shape == (1, 2, 3 * 3 * 4)
 
 
@@ -75,9 +76,9 @@ def _unrolled(v, x, depth, use_bn, train):
   return logits, jnp.stack(feats)
 
 
-@pytest.mark.parametrize("use_bn", [True, False])
-@pytest.mark.parametrize("train", [True, False])
-@pytest.mark.parametrize("init", ["kaiming", "pytorch"])
+@pytest.mark.parametrize("use_bn,train,init", [(True, True, "kaiming"),
+                                               (True, False, "pytorch"),
+                                               (False, True, "pytorch")])
 def test_scan_equals_unrolled(use_bn, train, init):
   depth = 4
   net = convnets.build_conv(_cfg(depth, 3, use_bn, init), (8, 8, 2), 4)
@@ -88,21 +89,23 @@ def test_scan_equals_unrolled(use_bn, train, init):
         v["batch_stats"])
   x = jax.random.normal(jax.random.key(3), (5, 8, 8, 2))
   with jax.numpy_rank_promotion("allow"):
-    ref_logits, ref_feats = _unrolled(v, x, depth, use_bn, train)
-  logits, (feats,), _ = net.apply(v, x, train=train)
+    ref_logits, ref_feats = jax.jit(lambda v, x: _unrolled(v, x, depth, use_bn, train))(v, x)
+  logits, (feats,), _ = jax.jit(lambda v, x: net.apply(v, x, train=train))(v, x)
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(feats, ref_feats, rtol=1e-4, atol=1e-5)
+  assert bool(jnp.all(feats >= 0)) and float(feats.max()) > 0  # post-ReLU
 
 
 def test_batchnorm_train_vs_eval():
   net = convnets.build_conv(_cfg(depth=3, width=3), (6, 6, 1), 2)
   v = net.init(jax.random.key(4))
   x = 3.0 + 2.0 * jax.random.normal(jax.random.key(5), (16, 6, 6, 1))
-  # Eval at init: running stats are (0, 1) -> stats returned unchanged.
-  _, _, s_eval = net.apply(v, x, train=False)
+  fwd = jax.jit(net.apply, static_argnums=2)
+  # Eval: running stats returned unchanged.
+  _, _, s_eval = net.apply(v, x, False)
   assert s_eval is v["batch_stats"]
   # Train: stem running mean moves 10% of the way to the batch mean of the conv output.
-  _, _, s_train = net.apply(v, x, train=True)
+  _, _, s_train = fwd(v, x, True)
   h = convnets.conv(x, v["params"]["stem"]["w"], 2, 1)
   np.testing.assert_allclose(s_train["stem"]["mean"], 0.1 * h.mean((0, 1, 2)), rtol=1e-4,
                              atol=1e-6)
@@ -111,10 +114,10 @@ def test_batchnorm_train_vs_eval():
   assert s_train["hidden"]["mean"].shape == (2, 3)
   # Train-mode stem embedding is batch-normalized: per-channel pre-ReLU mean 0 var 1,
   # so the output depends on the batch, unlike eval mode.
-  _, (f_train,), _ = net.apply(v, x, train=True)
-  _, (f_half,), _ = net.apply(v, x[:8], train=True)
-  _, (e_full,), _ = net.apply(v, x, train=False)
-  _, (e_half,), _ = net.apply(v, x[:8], train=False)
+  _, (f_train,), _ = fwd(v, x, True)
+  _, (f_half,), _ = fwd(v, x[:8], True)
+  _, (e_full,), _ = fwd(v, x, False)
+  _, (e_half,), _ = fwd(v, x[:8], False)
   np.testing.assert_allclose(e_full[:, :8], e_half, rtol=1e-5, atol=1e-6)
   assert not np.allclose(f_train[:, :8], f_half, atol=1e-3)
 
@@ -127,7 +130,7 @@ def test_vmap_over_runs_equals_loop():
   x = jax.random.normal(jax.random.key(7), (4, 6, 6, 1))
   logits, (f,), s = jax.jit(jax.vmap(lambda v: net.apply(v, x, train=True)))(vs)
   for r in range(3):
-    l_r, (f_r,), s_r = net.apply(net.init(keys[r]), x, train=True)
+    l_r, (f_r,), s_r = jax.jit(lambda v: net.apply(v, x, True))(net.init(keys[r]))
     np.testing.assert_allclose(logits[r], l_r, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f[r], f_r, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s["hidden"]["var"][r], s_r["hidden"]["var"], rtol=1e-5)
@@ -152,5 +155,6 @@ def test_bad_inputs():
   with pytest.raises(ConfigError, match="conv needs"):
     convnets.build_conv(_cfg(), (2, 8, 8, 1), 10)
   net = convnets.build_conv(_cfg(), (8, 8, 1), 10)
+  v = jax.eval_shape(net.init, jax.random.key(0))
   with pytest.raises(ValueError, match="built for inputs"):
-    net.apply(net.init(jax.random.key(0)), jnp.ones((2, 7, 7, 1)))
+    jax.eval_shape(net.apply, v, jnp.ones((2, 7, 7, 1)))
