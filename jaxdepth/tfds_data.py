@@ -100,6 +100,16 @@ def num_classes(name: str) -> int:
   return 10 if name == "digits" else _check_name(name).num_classes
 
 
+def pad_value(name: str, normalization: str = "dataset") -> tuple[float, ...]:
+  """A black pixel in normalized units, -mean / std per channel (augmentation fill)."""
+  info = _check_name(name)
+  if normalization not in ("dataset", "reference"):
+    raise ConfigError("data.normalization",
+                      "pad_value needs fixed statistics: 'dataset' or 'reference'")
+  mean, std = info.stats if normalization == "dataset" else info.reference_stats
+  return tuple(-m / s for m, s in zip(mean, std))
+
+
 def prepare_command(name: str, data_dir: str | None) -> str:
   where = f" --data_dir {data_dir}" if data_dir else ""
   return f"pip install 'jaxdepth[tfds]' && python -m jaxdepth.tfds_data {name}{where}"
