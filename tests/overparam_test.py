@@ -1,0 +1,242 @@
+"""Linear over-parameterization: exact collapse, init variance, gradients (AC5-AC7)."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdepth import overparam as op
+
+
+def _rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _randomize_bn(key, spec, params, stats, x):
+  """Non-trivial BN: random scale/shift, running stats from a few train steps."""
+  if not spec.batchnorm:
+    return params, stats
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
+      params)[0]]
+  new = [(1.0 + 0.5 * jax.random.normal(k, a.shape, a.dtype)) if "bn_scale" in p else
+         (0.3 * jax.random.normal(k, a.shape, a.dtype) if "bn_bias" in p else a)
+         for k, a, p in zip(keys, leaves, paths)]
+  params = jax.tree.unflatten(tree, new)
+  for _ in range(3):
+    _, stats = op.apply(spec, params, x, stats, train=True)
+  return params, stats
+
+
+def _check(spec, x_shape, dtype, tol, seed=0, probe=True):
+  """Expanded vs collapsed vs probed, all in one jitted program (one compile)."""
+
+  @jax.jit
+  def run(key):
+    k_init, k_x, k_bn = jax.random.split(key, 3)
+    params, stats = op.init(k_init, spec, dtype)
+    x = jax.random.normal(k_x, x_shape, dtype)
+    params, stats = _randomize_bn(k_bn, spec, params, stats, x)
+    y, _ = op.apply(spec, params, x, stats, train=False)
+    plain = op.collapse(spec, params, stats)
+    probed = op.probe_collapse(spec, params, stats) if probe else plain
+    return y, op.apply_plain(spec, plain, x), plain, probed
+
+  y, y_plain, plain, probed = run(jax.random.key(seed))
+  assert y_plain.shape == y.shape
+  err = _rel(y_plain, y)
+  assert err < tol, (spec, err)
+  if spec.kind == "conv":
+    assert plain["kernel"].shape[:2] == spec.composite_kernel
+  for k in plain:
+    assert _rel(probed[k], plain[k]) < 100 * tol, k
+  return err
+
+
+DENSE_GRID = list(itertools.product([1, 2, 4, 8, 16], [0.5, 1.0, 4.0]))
+
+
+@pytest.mark.parametrize("depth,width", DENSE_GRID)
+def test_dense_collapse_exact(depth, width):
+  spec = op.DenseSpec(12, 8, depth=depth, width=width)
+  with jax.enable_x64(True):
+    y_err = _check(spec, (16, 12), jnp.float64, 1e-12, probe=depth <= 4)
+  assert y_err < 1e-12
+  _check(spec, (16, 12), jnp.float32, 1e-5, probe=False)
+
+
+@pytest.mark.parametrize("skip,bn,bias", [
+    (None, True, True), (1, False, True), (2, True, False), (-1, True, True),
+    (3, False, False)])
+def test_dense_bn_and_skips(skip, bn, bias):
+  spec = op.DenseSpec(10, 10, depth=5, width=1.0, batchnorm=bn, skip=skip, bias=bias)
+  with jax.enable_x64(True):
+    _check(spec, (32, 10), jnp.float64, 1e-10)
+  _check(spec, (32, 10), jnp.float32, 1e-5, probe=False)
+
+
+CONV_GRID = [
+    # kernel sizes, stride, padding
+    ((3, 1, 1), 1, "SAME"), ((3, 1, 1), 2, "SAME"), ((3, 3), 1, "VALID"),
+    ((5, 3, 1), 2, 1), ((3, 3, 3, 3), 1, ((2, 1), (0, 3))), ((3,), 2, "VALID"),
+    ((1, 1), 1, "SAME"), ((3, 1, 1, 1, 1), 2, ((1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("sizes,stride,padding", CONV_GRID)
+def test_conv_collapse_exact(sizes, stride, padding):
+  spec = op.ConvSpec(3, 4, kernel=sizes[0], depth=len(sizes), kernel_sizes=sizes,
+                     stride=stride, padding=padding, width=1.5)
+  assert spec.composite_kernel == (sum(sizes) - len(sizes) + 1,) * 2
+  with jax.enable_x64(True):
+    _check(spec, (2, 11, 10, 3), jnp.float64, 1e-12)
+  _check(spec, (2, 11, 10, 3), jnp.float32, 1e-5, probe=False)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(batchnorm=True),
+    dict(skip=1, in_ch=6, out_ch=6, width=1.0),
+    dict(skip=-1, in_ch=6, out_ch=6, width=1.0, batchnorm=True, padding="SAME"),
+    dict(skip=2, in_ch=6, out_ch=6, width=1.0, depth=5, stride=2, batchnorm=True),
+    dict(groups=2, in_ch=6, out_ch=4, width=2.0, batchnorm=True, stride=2),
+    dict(groups=6, in_ch=6, out_ch=12, width=1.0, depth=4),  # depthwise, multiplier 2
+    dict(groups=3, in_ch=6, out_ch=6, width=1.0, skip=-1, kernel=(3, 5)),
+    dict(dilation=2, kernel=3, padding="SAME"),
+    dict(kernel=(1, 3), padding=((0, 0), (1, 1)), stride=(1, 2)),
+])
+def test_conv_options_exact(kw):
+  kw = {**dict(in_ch=3, out_ch=5, kernel=3, depth=3, width=1.5, padding="SAME"), **kw}
+  spec = op.ConvSpec(**kw)
+  with jax.enable_x64(True):
+    _check(spec, (3, 9, 8, spec.in_ch), jnp.float64, 1e-10)
+  _check(spec, (3, 9, 8, spec.in_ch), jnp.float32, 1e-5, probe=False)
+
+
+def test_grouped_collapse_keeps_grouped_shape():
+  spec = op.ConvSpec(8, 8, kernel=3, depth=3, groups=8)  # depthwise
+  params, _ = op.init(jax.random.key(0), spec)
+  plain = op.collapse(spec, params)
+  assert plain["kernel"].shape == (3, 3, 1, 8)  # still depthwise, not densified
+  assert op.plain_layer(spec)["feature_group_count"] == 8
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4, 8])
+def test_init_keeps_kaiming_variance(depth):
+  """AC6: Var(W_e) * fan_in in [1.85, 2.15] for the collapsed 128x128 map."""
+  spec = op.DenseSpec(128, 128, depth=depth, bias=False)
+  keys = jax.random.split(jax.random.key(depth), 20)
+  w = jax.vmap(lambda k: op.collapse(spec, op.init(k, spec)[0])["kernel"])(keys)
+  v = float(jnp.var(w)) * 128
+  assert 1.85 <= v <= 2.15, v
+
+
+def test_conv_init_keeps_kaiming_fan_out_variance():
+  spec = op.ConvSpec(32, 32, kernel=3, depth=4, bias=False)
+  keys = jax.random.split(jax.random.key(0), 20)
+  w = jax.vmap(lambda k: op.collapse(spec, op.init(k, spec)[0])["kernel"])(keys)
+  v = float(jnp.var(w)) * 32 * 9  # fan_out = out * k * k
+  assert 1.8 <= v <= 2.2, v
+
+
+def test_param_counts_match_reference_table():
+  # spec sec. 6.9 (Linear 512 -> 512, Conv 64 -> 64 3x3), with biases.
+  for d, n in ((1, 262_656), (2, 525_312), (4, 1_050_624)):
+    assert op.num_params(op.DenseSpec(512, 512, depth=d)) == n
+  for d, n in ((1, 36_928), (2, 41_088), (4, 49_408)):
+    assert op.num_params(op.ConvSpec(64, 64, kernel=3, depth=d)) == n
+
+
+def test_training_through_collapse_equals_expanded_gradients():
+  """Drop-in use: loss(apply_plain(collapse(p))) has the expanded model's gradients."""
+  spec = op.ConvSpec(3, 4, kernel=3, depth=3, stride=2)
+  params, _ = op.init(jax.random.key(1), spec)
+  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
+
+  def loss_expanded(p):
+    return jnp.sum(jnp.sin(op.apply(spec, p, x)[0]))
+
+  def loss_collapsed(p):
+    return jnp.sum(jnp.sin(op.apply_plain(spec, op.collapse(spec, p), x)))
+
+  g1, g2 = jax.grad(loss_expanded)(params), jax.grad(loss_collapsed)(params)
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    assert _rel(b, a) < 1e-4
+
+
+def test_factor_gradients_and_preconditioned_update():
+  """AC7: dL/dW_j = (W_<j)^T G (W_>j)^T, and one GD step moves W_e by
+  -eta sum_j P_j G Q_j + O(eta^2) (row convention: W_e = W_1 ... W_d)."""
+  with jax.enable_x64(True):
+    d, n = 4, 6
+    spec = op.DenseSpec(n, n, depth=d, bias=False, gain=1.0)
+    params, _ = op.init(jax.random.key(3), spec, jnp.float64)
+    target = jax.random.normal(jax.random.key(4), (n, n), jnp.float64)
+
+    def loss_we(w):
+      return 0.5 * jnp.sum((w - target) ** 2)
+
+    def loss(p):
+      return loss_we(op.collapse(spec, p)["kernel"])
+
+    def factors(p):
+      return [p["first"]["kernel"], *p["mid"]["kernel"], p["last"]["kernel"]]
+
+    def prod(ws):
+      out = jnp.eye(n, dtype=jnp.float64)
+      for w in ws:
+        out = out @ w
+      return out
+
+    ws = factors(params)
+    g = jax.grad(loss_we)(prod(ws))
+    grads = factors(jax.grad(loss)(params))
+    for j in range(d):
+      expect = prod(ws[:j]).T @ g @ prod(ws[j + 1:]).T
+      np.testing.assert_allclose(grads[j], expect, rtol=1e-10, atol=1e-12)
+    pre = sum(prod(ws[:j]) @ prod(ws[:j]).T @ g @ prod(ws[j + 1:]).T @ prod(ws[j + 1:])
+              for j in range(d))
+    errs = []
+    for eta in (1e-2, 1e-3, 1e-4):
+      new = [w - eta * gw for w, gw in zip(ws, grads)]
+      dwe = prod(new) - prod(ws)
+      errs.append(_rel(dwe, -eta * pre))
+    r1, r2 = errs[0] / errs[1], errs[1] / errs[2]
+    assert 8 < r1 < 12 and 8 < r2 < 12, errs
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda: op.DenseSpec(4, 4, depth=0), "depth"),
+    (lambda: op.DenseSpec(4, 4, depth=-2), "depth"),
+    (lambda: op.ConvSpec(3, 4, depth=2, kernel_sizes=(3, 1, 1)), "never overrides"),
+    (lambda: op.ConvSpec(6, 4, groups=4), "divisible"),
+    (lambda: op.DenseSpec(4, 8, depth=3, skip=1), "skip"),
+    (lambda: op.ConvSpec(4, 4, depth=3, kernel_sizes=(3, 3, 1), skip=1), "skip"),
+    (lambda: op.ConvSpec(4, 4, depth=2, stride=2, skip=1), "skip"),
+    (lambda: op.ConvSpec(4, 4, depth=2, padding="VALID", skip=-1), "skip"),
+    (lambda: op.ConvSpec(4, 4, padding="REFLECT"), "padding"),
+    (lambda: op.ConvSpec(4, 4, depth=2, dilation=2, kernel_sizes=(3, 3)), "dilation"),
+])
+def test_bad_specs(make, msg):
+  with pytest.raises(ValueError, match=msg):
+    make()
+
+
+def test_collapse_refuses_foreign_params():
+  spec = op.DenseSpec(4, 3, depth=3)
+  params, _ = op.init(jax.random.key(0), spec)
+  with pytest.raises(ValueError, match="not produced by overparam.init"):
+    op.collapse(spec, {"kernel": jnp.ones((4, 3)), "bias": jnp.zeros(3)})
+  with pytest.raises(ValueError, match="not produced by overparam.init"):
+    op.collapse(op.DenseSpec(4, 3, depth=4), params)
+  with pytest.raises(ValueError, match="not produced by overparam.init"):
+    op.collapse(spec, jnp.ones((4, 3)))
+  bn = op.DenseSpec(4, 3, depth=2, batchnorm=True)
+  p_bn, _ = op.init(jax.random.key(0), bn)
+  with pytest.raises(ValueError, match="batch_stats"):
+    op.collapse(bn, p_bn)
+  assert math.isclose(op.DenseSpec(4, 3, width=2.0).hidden, 6)
