@@ -16,38 +16,42 @@ def _rel(a, b):
   return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def _randomize_bn(key, spec, params, stats, x):
-  """Non-trivial BN: random scale/shift, running stats from a few train steps."""
-  if not spec.batchnorm:
-    return params, stats
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(
-      params)[0]]
-  new = [(1.0 + 0.5 * jax.random.normal(k, a.shape, a.dtype)) if "bn_scale" in p else
-         (0.3 * jax.random.normal(k, a.shape, a.dtype) if "bn_bias" in p else a)
-         for k, a, p in zip(keys, leaves, paths)]
-  params = jax.tree.unflatten(tree, new)
-  for _ in range(3):
-    _, stats = op.apply(spec, params, x, stats, train=True)
-  return params, stats
+def _numpy_params(spec, dtype, seed=0):
+  """Random expanded parameters with non-trivial BN, drawn with numpy (no threefry
+  compile): the collapse tests do not depend on the init scheme."""
+  rng = np.random.default_rng(seed)
+  shapes = jax.eval_shape(lambda: op.init(jax.random.key(0), spec, dtype))
+
+  def fill(path, a):
+    name = jax.tree_util.keystr(path)
+    if "kernel" in name:
+      lead = 1 if "mid" in name else 0
+      fan = int(np.prod(a.shape[lead:-1]))
+      v = rng.standard_normal(a.shape) / math.sqrt(fan)
+    elif "bn_scale" in name:
+      v = 1.0 + 0.3 * rng.standard_normal(a.shape)
+    elif "var" in name:
+      v = rng.uniform(0.5, 1.5, a.shape)
+    else:  # bias, bn_bias, mean
+      v = 0.3 * rng.standard_normal(a.shape)
+    return jnp.asarray(v, dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def _check(spec, x_shape, dtype, tol, seed=0, probe=True):
   """Expanded vs collapsed vs probed, all in one jitted program (one compile)."""
+  params, stats = _numpy_params(spec, dtype, seed)
+  x = jnp.asarray(np.random.default_rng(seed + 1).standard_normal(x_shape), dtype)
 
   @jax.jit
-  def run(key):
-    k_init, k_x, k_bn = jax.random.split(key, 3)
-    params, stats = op.init(k_init, spec, dtype)
-    x = jax.random.normal(k_x, x_shape, dtype)
-    params, stats = _randomize_bn(k_bn, spec, params, stats, x)
+  def run(params, stats, x):
     y, _ = op.apply(spec, params, x, stats, train=False)
     plain = op.collapse(spec, params, stats)
     probed = op.probe_collapse(spec, params, stats) if probe else plain
     return y, op.apply_plain(spec, plain, x), plain, probed
 
-  y, y_plain, plain, probed = run(jax.random.key(seed))
+  y, y_plain, plain, probed = run(params, stats, x)
   assert y_plain.shape == y.shape
   err = _rel(y_plain, y)
   assert err < tol, (spec, err)
@@ -56,6 +60,21 @@ def _check(spec, x_shape, dtype, tol, seed=0, probe=True):
   for k in plain:
     assert _rel(probed[k], plain[k]) < 100 * tol, k
   return err
+
+
+def test_batchnorm_train_mode_updates_running_stats():
+  spec = op.DenseSpec(5, 4, depth=2, batchnorm=True, bias=False)
+  params, stats = _numpy_params(spec, jnp.float32)
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((64, 5)), jnp.float32)
+  y, new = op.apply(spec, params, x, stats, train=True)
+  h = np.asarray(x) @ np.asarray(params["first"]["kernel"])
+  np.testing.assert_allclose(new["first"]["mean"],
+                             0.9 * np.asarray(stats["first"]["mean"]) + 0.1 * h.mean(0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(new["first"]["var"],
+                             0.9 * np.asarray(stats["first"]["var"]) + 0.1 * h.var(0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(y).mean(0), params["last"]["bn_bias"], atol=1e-5)
 
 
 DENSE_GRID = list(itertools.product([1, 2, 4, 8, 16], [0.5, 1.0, 4.0]))
@@ -119,7 +138,7 @@ def test_conv_options_exact(kw):
 
 def test_grouped_collapse_keeps_grouped_shape():
   spec = op.ConvSpec(8, 8, kernel=3, depth=3, groups=8)  # depthwise
-  params, _ = op.init(jax.random.key(0), spec)
+  params, _ = _numpy_params(spec, jnp.float32)
   plain = op.collapse(spec, params)
   assert plain["kernel"].shape == (3, 3, 1, 8)  # still depthwise, not densified
   assert op.plain_layer(spec)["feature_group_count"] == 8
@@ -154,8 +173,8 @@ def test_param_counts_match_reference_table():
 def test_training_through_collapse_equals_expanded_gradients():
   """Drop-in use: loss(apply_plain(collapse(p))) has the expanded model's gradients."""
   spec = op.ConvSpec(3, 4, kernel=3, depth=3, stride=2)
-  params, _ = op.init(jax.random.key(1), spec)
-  x = jax.random.normal(jax.random.key(2), (2, 8, 8, 3))
+  params, _ = _numpy_params(spec, jnp.float32)
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 8, 8, 3)), jnp.float32)
 
   def loss_expanded(p):
     return jnp.sum(jnp.sin(op.apply(spec, p, x)[0]))
@@ -163,7 +182,8 @@ def test_training_through_collapse_equals_expanded_gradients():
   def loss_collapsed(p):
     return jnp.sum(jnp.sin(op.apply_plain(spec, op.collapse(spec, p), x)))
 
-  g1, g2 = jax.grad(loss_expanded)(params), jax.grad(loss_collapsed)(params)
+  g1, g2 = jax.jit(jax.grad(loss_expanded))(params), jax.jit(jax.grad(loss_collapsed))(
+      params)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     assert _rel(b, a) < 1e-4
 
@@ -174,8 +194,8 @@ def test_factor_gradients_and_preconditioned_update():
   with jax.enable_x64(True):
     d, n = 4, 6
     spec = op.DenseSpec(n, n, depth=d, bias=False, gain=1.0)
-    params, _ = op.init(jax.random.key(3), spec, jnp.float64)
-    target = jax.random.normal(jax.random.key(4), (n, n), jnp.float64)
+    params, _ = _numpy_params(spec, jnp.float64, seed=3)
+    target = jnp.asarray(np.random.default_rng(4).standard_normal((n, n)))
 
     def loss_we(w):
       return 0.5 * jnp.sum((w - target) ** 2)
