@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from typing import Callable
 
 import jax
@@ -59,7 +60,14 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
           variant: str = "") -> dict[int, runner.Result]:
   """Train every depth (a Python loop over compiled programs); save checkpoints + logs."""
   out = {}
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  # Re-running in the same workdir starts over (no resume): drop this variant's old records.
+  path, keep = os.path.join(workdir, "metrics.jsonl"), []
+  if os.path.exists(path):
+    keep = [r for r in writers.read_jsonl(path) if r.get("variant") != (variant or None)]
+    os.remove(path)
+  log = writers.JsonlWriter(path)
+  for r in keep:
+    log.write(r)
   for depth in config.depths:
     problem, data, keys_s, thr, lr = setup(depth)
     tag = f"{name}{variant} depth {depth}"
@@ -72,6 +80,7 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
       log.write({"step": int(step), "depth": depth, "variant": variant or None,
                  "loss": res.loss_SxIxT[:, :, t]})
     sub = f"checkpoints/{variant + '_' if variant else ''}depth_{depth}"
+    shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)  # a re-run overwrites
     cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
     params = {k: v for k, v in res.params._asdict().items() if np.size(v)}  # orbax: no 0-size
     cp.save(res.steps_run, {"params": params, "logged": res.logged_SxIxTxJ,
@@ -133,7 +142,8 @@ def plot_values(path: str, config, results: dict[int, runner.Result], scale_idx:
     ax.set_ylabel(ylabel)
     if logy:
       ax.set_yscale("log")
-  axes[0].legend(fontsize=7)
+  if axes[0].get_legend_handles_labels()[0]:
+    axes[0].legend(fontsize=7)
   if title:
     fig.suptitle(title)
   return plotting.save(fig, path)
@@ -155,5 +165,6 @@ def plot_losses(path: str, config, results: dict[int, runner.Result]) -> str:
     ax.set_title(f"depth {depth}")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7)
   return plotting.save(fig, path)
