@@ -1,0 +1,52 @@
+"""Effective depth vs total depth: MLP-L-128 on MNIST-1D, L in {2, 4, ..., 16}.
+
+  jaxdepth train --config configs/depth_sweep.py --workdir runs/depth_sweep
+
+One compiled program per depth (3 seeds vmapped). Writes summary.json, layers.csv
+(one row per run and layer) and figures/: depth_sweep_w128.png (effective depth and
+top-layer NCC accuracy vs L) and layers_by_depth_w128.png (per-layer NCC accuracy and
+CDNV, one curve per L). Runtime: about 6 minutes on a shared 2-core CPU.
+Expected: NCC train accuracy reaches ~1 a few layers below the top; the 0.01
+effective depth grows with L for shallow nets and then levels off (past a threshold
+L0 extra layers are redundant). ``:tiny`` is a seconds-long Gaussian-mixture variant.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.base()
+  c.dataset = "mnist1d"
+  c.width = 128                       # H
+  c.depth = 16                        # unused when sweep_depths is set (kept = max L)
+  c.sweep_depths = (2, 4, 6, 8, 10, 12, 16)  # total depths L, one compile each
+  c.num_seeds = 3                     # seeds per depth (vmapped): mean and spread
+  c.label_noise = (0.0,)              # clean labels
+  c.epochs = 40
+  c.eval_every = 40                   # analyse at the end only
+  c.checkpoint_every = 20
+  c.rank_samples = 256
+  if arg == "tiny":
+    _tiny(c)
+    c.sweep_depths = (2, 3, 5)
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r}; allowed: tiny")
+  return c
+
+
+def _tiny(c):
+  """Seconds on CPU: Gaussian mixture, width 16 (tests, notebook under JAXDEPTH_TINY=1)."""
+  c.dataset = "gaussian"
+  c.data.num_train = 256
+  c.data.num_test = 128
+  c.data.seed = 0
+  c.width = 16
+  c.depth = 4
+  c.num_seeds = 2
+  c.epochs = 4
+  c.batch_size = 32
+  c.eval_every = 4
+  c.checkpoint_every = 4
+  c.analysis_batch = 128
+  c.rank_samples = 32
+  c.progress = False
