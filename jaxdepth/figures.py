@@ -32,7 +32,7 @@ def _group(runs, *keys):
   return dict(sorted(out.items()))
 
 
-def per_layer_figure(runs, path: str, title: str, eps: str) -> str:
+def per_layer_figure(runs, path: str, title: str) -> str:
   """Per-layer panels plus effective depth vs noise for one (depth, width)."""
   fig, axes = plotting.subplots(len(PANELS) + 1, ncols=3)
   by_noise = _group(_ok(runs), "label_noise")
@@ -45,11 +45,14 @@ def per_layer_figure(runs, path: str, title: str, eps: str) -> str:
   axes[0].legend(fontsize=8)
   ax = axes[-1]
   noise = [p for (p,) in by_noise]
-  ed = np.array([[r["effective_depth"][eps] for r in rs] for rs in by_noise.values()],
-                dtype=float)
-  plotting.mean_band(ax, noise, ed.T, label=f"eps={eps}")
+  for e in runs[0]["effective_depth"]:
+    ed = np.array([[r["effective_depth"][e] for r in rs] for rs in by_noise.values()],
+                  dtype=float)
+    plotting.mean_band(ax, noise, ed.T, label=f"eps={e}")
+  ax.axhline(runs[0]["depth"], color="k", ls=":", lw=1)
   ax.set_xlabel("label noise p")
-  ax.set_title(f"effective depth (eps={eps})")
+  ax.set_title("effective depth")
+  ax.legend(fontsize=8)
   fig.suptitle(title)
   return plotting.save(fig, path)
 
@@ -84,7 +87,7 @@ def collapse_figures(summary: dict, outdir: str) -> list[str]:
   for (d, w), rs in _group(runs, "depth", "width").items():
     paths.append(per_layer_figure(
         rs, os.path.join(outdir, f"layers_d{d}_w{w}.png"),
-        f"{summary['dataset']}: depth {d}, width {w}", eps))
+        f"{summary['dataset']}: depth {d}, width {w}"))
   for key, other in (("depth", "width"), ("width", "depth")):
     if len({r[key] for r in runs}) > 1:
       for (o,), rs in _group(runs, other).items():
