@@ -17,6 +17,7 @@ def base() -> ml_collections.ConfigDict:
       seed=42,                  # generator / split seed of the embedded datasets
       data_dir="",              # tfds data_dir ('' = tfds default)
       download=False,           # tfds: download_and_prepare when missing
+      normalization="dataset",  # tfds: dataset | reference (authors' code) | computed
   ))
   c.family = "mlp"              # mlp | conv | resnet18_top
   c.depth = 8                   # L, number of studied layers (a shape: one compile each)

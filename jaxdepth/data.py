@@ -17,8 +17,6 @@ class Dataset(NamedTuple):
 
 
 EMBEDDED = ("mnist1d", "gaussian", "digits")
-# Loaded through tensorflow-datasets (jaxdepth.tfds_data); need a prepared data_dir.
-TFDS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped", "stl10")
 
 
 def _standardize(x_train, x_test):
@@ -58,7 +56,9 @@ def gaussian_mixture(num_train: int = 1000, num_test: int = 500, num_classes: in
 
 
 def known_datasets() -> tuple[str, ...]:
-  return EMBEDDED + TFDS
+  """Embedded datasets, then those read through tensorflow-datasets."""
+  from jaxdepth.tfds_data import KNOWN_TFDS
+  return EMBEDDED + tuple(KNOWN_TFDS)
 
 
 def load(cfg) -> Dataset:
@@ -77,7 +77,8 @@ def load(cfg) -> Dataset:
                                  test_fraction=d.get("test_fraction", 0.25),
                                  as_image=d.get("as_image", True))
   return tfds_data.load_tfds(name, data_dir=d.get("data_dir") or None,
-                             download=bool(d.get("download", False)))
+                             download=bool(d.get("download", False)),
+                             normalization=d.get("normalization", "dataset"))
 
 
 def subsample(ds: Dataset, num_train: int | None, num_test: int | None) -> Dataset:
