@@ -149,11 +149,15 @@ def build_mlp(model_cfg, input_shape, num_classes) -> Network:
              init=model_cfg.get("init", "kaiming"))
 
 
-def build(model_cfg, input_shape: tuple[int, ...], num_classes: int) -> Network:
-  """Network for ``model_cfg.family`` (see FAMILIES) on inputs of ``input_shape``."""
-  family = model_cfg["family"]
+def family_module(family: str):
+  """The module that builds ``family`` (see FAMILIES)."""
   if family not in FAMILIES:
     raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-  module, fn = FAMILIES[family].split(":")
-  return getattr(importlib.import_module(module), fn)(model_cfg, tuple(input_shape),
-                                                      num_classes)
+  return importlib.import_module(FAMILIES[family].split(":")[0])
+
+
+def build(model_cfg, input_shape: tuple[int, ...], num_classes: int) -> Network:
+  """Network for ``model_cfg.family`` (see FAMILIES) on inputs of ``input_shape``."""
+  module = family_module(model_cfg["family"])  # raises for an unknown family
+  fn = FAMILIES[model_cfg["family"]].split(":")[1]
+  return getattr(module, fn)(model_cfg, tuple(input_shape), num_classes)

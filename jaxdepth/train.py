@@ -78,6 +78,12 @@ def validate(config) -> None:
   for a in config.augment:
     V.require(a in ("crop", "flip"), "augment",
               f"unknown augmentation {a!r}; allowed: crop, flip")
+  if "normalization" in config.data:
+    V.choice(config, "data.normalization", ("dataset", "reference", "computed"))
+  # Family-specific model fields (conv head, ResNet top layers, ...).
+  module = nets.family_module(config.family)
+  if hasattr(module, "validate_model"):
+    module.validate_model(model_cfg(config, config.depth, config.width))
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(config.batch_size <= n_train, "batch_size",
