@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdepth.convnets import (INITS, _get, batchnorm, bias_spec, bn_specs, conv,
-                               materialize, out_size, weight_spec)
+                               materialize, out_size, resolve_conv_impl, weight_spec)
 from jaxdepth.nets import Network
 from jaxdepth.validate import ConfigError
 
@@ -51,9 +51,23 @@ STAGE_STRIDES = (1, 2, 2, 2)
 BLOCKS_PER_STAGE = 2
 
 
+def top_depth_of(model_cfg) -> int:
+  """Number of top layers: ``top_depth`` if given, else ``depth`` (so that the trainer's
+  depth sweeps sweep the top stack), else 2. Both given and different: an error."""
+  top, depth = _get(model_cfg, "top_depth", None), _get(model_cfg, "depth", None)
+  if top is not None and depth is not None and top != depth:
+    raise ConfigError("model.top_depth", f"{top} conflicts with depth={depth}; for "
+                      "resnet18_top, depth is the number of top layers: set only one")
+  v = top if top is not None else (depth if depth is not None else 2)
+  if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+    raise ConfigError("model.top_depth", f"must be an integer >= 0, got {v!r}")
+  return v
+
+
 def validate_model(model_cfg) -> None:
   """Check the resnet18_top fields (no compute)."""
-  for field, default, low in (("width", 64, 1), ("top_depth", 2, 0), ("proj_width", 128, 1),
+  top_depth_of(model_cfg)
+  for field, default, low in (("width", 64, 1), ("proj_width", 128, 1),
                               ("top_hidden", 50, 1)):
     v = _get(model_cfg, field, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -81,9 +95,11 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
   """ResNet-18 + fc + top layers as a Network (pure init/apply); see module docstring.
 
   Args:
-    model_cfg: ConfigDict/dict; fields (defaults): width (64), top_depth (2),
+    model_cfg: ConfigDict/dict; fields (defaults): width (64, base channels),
+      depth or top_depth (2, number of top layers; see top_depth_of),
       top_kind ('res' | 'fc'), proj_width (128), top_hidden (50), batchnorm (True),
-      init ('kaiming' | 'pytorch'), embed ('post' | 'reference').
+      init ('kaiming' | 'pytorch'), embed ('post' | 'reference'),
+      conv_impl ('auto' | 'xla' | 'patches'; see jaxdepth.convnets.conv_patches).
     input_shape: per-example image shape (H, W, C).
     num_classes: C.
   """
@@ -93,12 +109,13 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
     raise ConfigError("model.family",
                       f"resnet18_top needs images (H, W, C); got per-example shape {shape}")
   width = int(_get(model_cfg, "width", 64))
-  top_depth = int(_get(model_cfg, "top_depth", 2))
+  top_depth = top_depth_of(model_cfg)
   top_kind = _get(model_cfg, "top_kind", "res")
   proj, hidden = int(_get(model_cfg, "proj_width", 128)), int(_get(model_cfg, "top_hidden", 50))
   use_bn = bool(_get(model_cfg, "batchnorm", True))
   init = _get(model_cfg, "init", "kaiming")
   reference = _get(model_cfg, "embed", "post") == "reference"
+  impl = resolve_conv_impl(_get(model_cfg, "conv_impl", "auto"))
   c_in = shape[2]
   dims = feature_dims(shape, width, proj, top_depth)
 
@@ -148,13 +165,13 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
 
     def cbn(h, name, sub, stride, pad):
       """conv -> BN (train/eval); records the new running stats."""
-      h = conv(h, p[name][sub]["w"], stride, pad)
+      h = conv(h, p[name][sub]["w"], stride, pad, impl)
       if use_bn:
         h, new_st.setdefault(name, {})[sub] = batchnorm(h, p[name][sub]["bn"],
                                                         st[name][sub], train)
       return h
 
-    h = conv(x, p["stem"]["w"], 1, 1)
+    h = conv(x, p["stem"]["w"], 1, 1, impl)
     if use_bn:
       h, new_st["stem"] = batchnorm(h, p["stem"]["bn"], st["stem"], train)
     h = jax.nn.relu(h)

@@ -11,9 +11,24 @@ from jaxdepth import convnets
 from jaxdepth.validate import ConfigError
 
 
-def _cfg(depth=3, width=4, batchnorm=True, init="kaiming", head="gap"):
+def _cfg(depth=3, width=4, batchnorm=True, init="kaiming", head="gap", conv_impl="auto"):
   return dict(family="conv", depth=depth, width=width, batchnorm=batchnorm, init=init,
-              head=head)
+              head=head, conv_impl=conv_impl)
+
+
+@pytest.mark.parametrize("x_shape,k,stride,pad", [((2, 7, 6, 3), 3, 1, 1),
+                                                  ((2, 7, 6, 3), 3, 2, 1),
+                                                  ((2, 8, 8, 3), 1, 2, 0),
+                                                  ((3, 9, 2), 3, 2, 1)])
+def test_patch_conv_equals_xla_conv(x_shape, k, stride, pad):
+  nd = len(x_shape) - 2
+  x = jax.random.normal(jax.random.key(0), x_shape)
+  w = jax.random.normal(jax.random.key(1), (k,) * nd + (x_shape[-1], 4))
+  f = lambda impl: lambda x, w: convnets.conv(x, w, stride, pad, impl)  # noqa: E731
+  np.testing.assert_allclose(f("patches")(x, w), f("xla")(x, w), rtol=1e-5, atol=1e-5)
+  g = lambda impl: jax.grad(lambda x, w: jnp.sum(jnp.sin(f(impl)(x, w))), (0, 1))  # noqa
+  for a, b in zip(g("patches")(x, w), g("xla")(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("shape,feat_spatial", [((8, 8, 1), (4, 4)), ((7, 5, 3), (4, 3)),
@@ -76,12 +91,12 @@ def _unrolled(v, x, depth, use_bn, train):
   return logits, jnp.stack(feats)
 
 
-@pytest.mark.parametrize("use_bn,train,init", [(True, True, "kaiming"),
-                                               (True, False, "pytorch"),
-                                               (False, True, "pytorch")])
-def test_scan_equals_unrolled(use_bn, train, init):
+@pytest.mark.parametrize("use_bn,train,init,impl", [(True, True, "kaiming", "patches"),
+                                                    (True, False, "pytorch", "xla"),
+                                                    (False, True, "pytorch", "auto")])
+def test_scan_equals_unrolled(use_bn, train, init, impl):
   depth = 4
-  net = convnets.build_conv(_cfg(depth, 3, use_bn, init), (8, 8, 2), 4)
+  net = convnets.build_conv(_cfg(depth, 3, use_bn, init, conv_impl=impl), (8, 8, 2), 4)
   v = net.init(jax.random.key(2))
   if use_bn:  # non-trivial running stats so eval mode is exercised
     v["batch_stats"] = jax.tree.map(
@@ -150,6 +165,8 @@ def test_pytorch_init_bounds():
 def test_bad_inputs():
   with pytest.raises(ConfigError, match="model.depth"):
     convnets.build_conv(_cfg(depth=0), (8, 8, 1), 10)
+  with pytest.raises(ConfigError, match="model.conv_impl"):
+    convnets.build_conv(_cfg(conv_impl="cudnn"), (8, 8, 1), 10)
   with pytest.raises(ConfigError, match="model.init"):
     convnets.build_conv(_cfg(init="xavier"), (8, 8, 1), 10)
   with pytest.raises(ConfigError, match="conv needs"):

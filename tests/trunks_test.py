@@ -47,9 +47,9 @@ def test_forward_shapes(top_kind, shape):
   assert jax.tree.structure(stats) == jax.tree.structure(v["batch_stats"])
 
 
-@pytest.mark.parametrize("kind", ["res", "fc"])
-def test_top_scan_equals_unrolled_and_reference_embed(kind):
-  cfg = dict(TINY, top_kind=kind, top_depth=3, embed="reference")
+@pytest.mark.parametrize("kind,impl", [("res", "patches"), ("fc", "xla")])
+def test_top_scan_equals_unrolled_and_reference_embed(kind, impl):
+  cfg = dict(TINY, top_kind=kind, top_depth=3, embed="reference", conv_impl=impl)
   net = trunks.build_resnet18_top(cfg, (8, 8, 3), 4)
   v = net.init(jax.random.key(3))
   x = jax.random.normal(jax.random.key(4), (3, 8, 8, 3))
@@ -107,6 +107,9 @@ def test_no_batchnorm_and_bad_inputs():
   assert len(feats) == 7 and net.num_layers == 7 and s == {}
   with pytest.raises(ConfigError, match="images"):
     trunks.build_resnet18_top(TINY, (40,), 10)
+  with pytest.raises(ConfigError, match="model.top_depth"):
+    trunks.build_resnet18_top(dict(TINY, depth=3), (8, 8, 3), 10)  # conflicts with 2
+  assert trunks.top_depth_of(dict(family="resnet18_top", depth=5)) == 5  # depth sweeps
   with pytest.raises(ConfigError, match="model.top_kind"):
     trunks.build_resnet18_top(dict(TINY, top_kind="mlp"), (8, 8, 3), 10)
   with pytest.raises(ValueError, match="built for inputs"):
