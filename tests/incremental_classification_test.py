@@ -1,9 +1,10 @@
 """Diagonal (AC7) and circular-convolutional (AC8) linear networks for classification."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from configs.incremental import circular_conv as cc_config
 from configs.incremental import diagonal as diag_config
@@ -12,77 +13,48 @@ from jaxdepth.incremental import diagonal as diag
 from jaxdepth.incremental import models
 
 
-@pytest.fixture(scope="module")
-def ac7(tmp_path_factory):
+def test_ac7_diagonal_networks(tmp_path):
   c = diag_config.get_config()
   c.progress, c.svm = False, False
   diag.validate(c)
-  s = diag.run(c, str(tmp_path_factory.mktemp("diag")))
-  return {n: [r for r in s["runs"] if r["depth"] == n] for n in c.depths}
-
-
-def test_ac7a_cosine_to_teacher(ac7):
+  s = diag.run(c, str(tmp_path))
+  ac7 = {n: [r for r in s["runs"] if r["depth"] == n] for n in c.depths}
+  assert all(len(ac7[n]) == 5 and not any(r["diverged"] for r in ac7[n]) for n in ac7)
+  # (a) cosine between beta/||beta|| and w*.
   assert all(r["cosine"] <= 0.9 for r in ac7[1])
   assert all(r["cosine"] >= 0.97 for r in ac7[2])
   assert all(r["cosine"] >= 0.985 for n in (3, 5) for r in ac7[n])
-
-
-def test_ac7b_support_learned_in_teacher_order(ac7):
+  # (b) N >= 2: support coordinates cross 0.2 in teacher order, every seed.
   for n in (2, 3, 5):
     assert all(r["support_order_increasing"] for r in ac7[n]), n
-
-
-def test_ac7c_off_support_crossings(ac7):
+  # (c) off-support coordinates that ever cross 0.2.
   assert all(r["off_support_crossed"] >= 40 for r in ac7[1])
   assert all(r["off_support_crossed"] <= 12 for r in ac7[3])
-  assert all(len(ac7[n]) == 5 and not any(r["diverged"] for r in ac7[n]) for n in ac7)
 
 
-# AC8 with jaxdepth's random streams (9 seeds measured, see benchmarks/RESULTS.md):
-# depth-3 frequency mass >= 0.95 in 7/9 seeds (0.93-1.00), depth-1 mass <= 0.8 in
-# 5/9 (0.68-0.83); k = 3 crosses first for depths 2 / 3 in 8/9 / 7/9 seeds at
-# sigma0 = 1e-3 but only 4/9 / 4/9 at sigma0 = 0.01.  The checks that fail with
-# seeds 0-2 are marked xfail (not strict) with these numbers.
-
-
-@pytest.fixture(scope="module")
-def ac8(tmp_path_factory):
+def test_ac8_circular_conv_networks(tmp_path):
+  """AC8 (d = 50, n = 100, 3 seeds).  With jaxdepth's streams (9 seeds measured, see
+  benchmarks/RESULTS.md) depth-3 mass >= 0.95 in 7/9 seeds, depth-1 mass <= 0.8 in
+  5/9 (0.68-0.83), and k = 3 crosses first for depths 2 / 3 in 8/9 / 7/9 seeds at
+  sigma0 = 1e-3 but 4/9 / 4/9 at sigma0 = 0.01: those two checks are reported, not
+  enforced."""
   c = cc_config.get_config()
   c.depths, c.init_scales, c.progress, c.svm = (1, 2, 3), (0.01, 0.001), False, False
   cc.validate(c)
-  s = cc.run(c, str(tmp_path_factory.mktemp("conv")))
-  return {(n, s0): [r for r in s["runs"] if r["depth"] == n and r["init_scale"] == s0]
-          for n in c.depths for s0 in c.init_scales}
-
-
-def test_ac8a_depth3_mass_on_target_frequencies(ac8):
-  assert len(ac8[3, 0.01]) == 3
-  assert all(r["freq_mass"] >= 0.95 for r in ac8[3, 0.01]), [r["freq_mass"] for r in ac8[3, 0.01]]
-
-
-@pytest.mark.xfail(strict=False, reason="depth-1 mass is 0.77-0.82 for seeds 0-2 "
-                   "(<= 0.8 in 5/9 seeds; spec observed 0.66)")
-def test_ac8a_depth1_mass_is_spread(ac8):
-  assert all(r["freq_mass"] <= 0.8 for r in ac8[1, 0.01]), [r["freq_mass"] for r in ac8[1, 0.01]]
-
-
-def test_ac8a_depth_concentrates_frequencies(ac8):
-  mass = {n: np.mean([r["freq_mass"] for r in ac8[n, 0.01]]) for n in (1, 2, 3)}
-  assert mass[1] < 0.85 < mass[2] and mass[1] < mass[3]
-
-
-def test_ac8b_largest_frequency_first_sigma0_1e3(ac8):
-  for n in (2, 3):
-    runs = ac8[n, 0.001]
-    assert sum(r["largest_first"] for r in runs) >= 2, [r["cross_t_freqs"] for r in runs]
-
-
-@pytest.mark.xfail(strict=False, reason="at sigma0 = 0.01 k = 3 crosses first in 4/9 seeds "
-                   "for depths 2 and 3 (1/3 for seeds 0-2); spec observed 3/3")
-def test_ac8b_largest_frequency_first_sigma0_1e2(ac8):
-  for n in (2, 3):
-    runs = ac8[n, 0.01]
-    assert sum(r["largest_first"] for r in runs) >= 2, [r["cross_t_freqs"] for r in runs]
+  s = cc.run(c, str(tmp_path))
+  ac8 = {(n, s0): [r for r in s["runs"] if r["depth"] == n and r["init_scale"] == s0]
+         for n in c.depths for s0 in c.init_scales}
+  mass = {n: [r["freq_mass"] for r in ac8[n, 0.01]] for n in c.depths}
+  # (a) depth 3 concentrates >= 95% of |rfft(beta)|^2 on the target frequencies.
+  assert len(mass[3]) == 3 and all(m >= 0.95 for m in mass[3]), mass[3]
+  assert np.mean(mass[1]) < 0.85 < np.mean(mass[2]) and np.mean(mass[1]) < np.mean(mass[3])
+  # (b) the largest frequency crosses first in >= 2 of 3 seeds, depths 2 and 3 (sigma0 1e-3).
+  first = {k: sum(r["largest_first"] for r in v) for k, v in ac8.items()}
+  assert first[2, 0.001] >= 2 and first[3, 0.001] >= 2, first
+  if max(mass[1]) > 0.8:
+    warnings.warn(f"AC8(a) depth-1 mass <= 0.8 not met: {np.round(mass[1], 3)}")
+  if first[2, 0.01] < 2 or first[3, 0.01] < 2:
+    warnings.warn(f"AC8(b) at sigma0 = 0.01 not met: largest-first counts {first}")
 
 
 def test_circular_correlation_equals_circulant_matmul():
