@@ -126,3 +126,48 @@ def test_digits_split_fixed_by_seed():
   np.testing.assert_allclose(sb, scale * sr + shift, atol=1e-5)
   with pytest.raises(ConfigError, match="test_fraction"):
     tfds_data.load_digits(test_fraction=1.0)
+
+
+PAPER_CONFIGS = ("mnist_conv", "fashion_mnist_conv", "cifar10_conv", "svhn_conv",
+                 "cifar10_resnet18_top", "digits_conv")
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_paper_configs_validate_and_build(name):
+  """Each config passes validation and its network fits the dataset's images."""
+  import importlib
+
+  import jax
+  import jax.numpy as jnp
+
+  from jaxdepth import nets, train
+
+  c = importlib.import_module(f"configs.{name}").get_config()
+  train.validate(c)
+  shape = tfds_data.image_shape(c.dataset)
+  for depth in sorted(set(c.sweep_depths or (c.depth,)))[::-1][:1]:  # deepest
+    net = nets.build(train.model_cfg(c, depth, c.width), shape,
+                     tfds_data.num_classes(c.dataset))
+    v = jax.eval_shape(net.init, jax.random.key(0))
+    x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)
+    logits, feats, _ = jax.eval_shape(lambda v, x: net.apply(v, x, False), v, x)
+    assert logits.shape == (2, tfds_data.num_classes(c.dataset))
+    assert sum(f.shape[0] for f in feats) == net.num_layers
+
+
+def test_tiny_mnist_conv_run_end_to_end_on_mock_data(tmp_path):
+  """configs/mnist_conv.py, shrunk, through data.load -> tfds -> trainer -> analysis."""
+  import json
+
+  from configs import mnist_conv
+  from jaxdepth import train
+
+  c = mnist_conv.get_config()
+  c.sweep_depths, c.depth, c.width = (), 2, 4
+  c.num_seeds, c.epochs, c.batch_size, c.eval_every = 1, 1, 8, 1
+  c.analysis_batch, c.rank_samples, c.progress, c.plots = 8, 8, False, False
+  c.augment = ("crop", "flip")
+  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+    train.run(c, str(tmp_path))
+  run = json.load(open(tmp_path / "summary.json"))["runs"][0]
+  assert len(run["ncc_train_acc"]) == 2 and run["layers"] == ["conv1", "conv2"]
