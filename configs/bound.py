@@ -9,13 +9,16 @@ calculator reads only the checkpoints:
   jaxdepth train --config configs/bound.py --workdir runs/bound
   jaxdepth bound --workdir runs/bound [--eps 0.01 0.05] [--alpha 0.1] [--p 0.4 0.6]
 
-Runtime: about 6 minutes of training on a 2-core CPU (MNIST-1D, MLP-8-128, m=400,
-K=3 draws x 3 seeds; 9 clean + 36 noisy runs), the calculator about 20 s.
-Expected: clean networks reach NCC separability a few layers earlier than the
-networks that must also fit heavily corrupted S2~, so the first term is 0 for the
-larger p and the bound (1 + alpha) p is below 1; with small p the first term is 1
-(trivial bound). The tiny variant (``configs/bound.py:tiny``, Gaussian mixture,
-seconds) is for tests and the notebook.
+Runtime: 9m56s wall for training (2m12s of CPU user time: the 2-core CPU was shared
+with other jobs; MNIST-1D, MLP-8-128, m=400, K=3 draws x 3 seeds, 9 clean + 36 noisy
+runs), the calculator about 10 s.
+Measured (seed 0): mean clean test error 0.664; at eps=0.1 the first term is 0 for
+p >= 0.4, so the bound is (1 + alpha) p = 0.44 / 0.66 / 0.88 for p = 0.4 / 0.6 / 0.8
+(non-trivial, but at p = 0.4 and 0.6 below or at the measured test error: the delta
+terms are not negligible for this hard task); at eps=0.01 clean and noisy networks
+both separate at layer 7 and the bound is trivial for every p. The tiny variant
+(``configs/bound.py:tiny``, Gaussian mixture, under a minute) is for tests and the
+notebook.
 """
 
 import ml_collections
@@ -46,7 +49,7 @@ def get_config(arg=None):
   c.p = (0.2, 0.4, 0.6, 0.8)    # corruption fractions of S2 (< 1)
   c.noise_mode = "flip"         # flip (Prop. 1: always a wrong class) | uniform
   c.alpha = (0.1,)              # slack alpha of the bound, reported by default
-  c.eps = (0.01, 0.05)          # effective-depth thresholds reported by default
+  c.eps = (0.01, 0.05, 0.1)     # effective-depth thresholds reported by default
   c.epochs = 120                # epochs (noisy runs see 2m points: twice the steps)
   c.batch_size = 100            # SGD batch; epoch remainder dropped
   c.lr = 0.05                   # base learning rate
@@ -76,9 +79,10 @@ def get_config(arg=None):
     c.p = (0.25, 0.5)
     c.alpha = (0.1,)
     c.eps = (0.01, 0.1)
-    c.epochs = 6
+    c.epochs = 30
     c.batch_size = 20
-    c.checkpoint_every = 3
+    c.checkpoint_every = 15
+    c.keep_checkpoints = 2    # the tests delete the last one to simulate an interruption
     c.analysis_batch = 32     # not a divisor of m: exercises the masked tail
     c.rank_samples = 16
     c.progress = False

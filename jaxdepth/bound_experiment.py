@@ -301,6 +301,8 @@ def run(config, workdir: str) -> dict:
              "wall_time_s": time.time() - t0}
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
   writers.write_csv(os.path.join(workdir, "layers.csv"), layer_rows(summary))
+  from jaxdepth import figures
+  figures.bound_figure(summary, os.path.join(workdir, "figures", "bound.png"))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(metrics_path):  # rewritten whole: the records are final analyses
     os.remove(metrics_path)

@@ -1,0 +1,97 @@
+"""Bound arithmetic (jaxdepth.bounds) on hand-computable effective and minimal depths."""
+
+import numpy as np
+import pytest
+
+from jaxdepth import bounds
+
+
+def errors_for(depths, L):
+  """Per-layer error curves whose eps-effective depth is ``depths`` (L+1 = never)."""
+  d = np.asarray(depths)[..., None]
+  layer = np.arange(1, L + 1)
+  return np.where(layer >= d, 0.0, 0.5)
+
+
+def test_effective_depth_first_hit_and_sentinel():
+  err = np.array([[0.5, 0.2, 0.0, 0.0],      # reaches 0.01 at layer 3
+                  [0.5, 0.5, 0.5, 0.5],      # never: L + 1
+                  [0.0, 0.3, 0.0, 0.0],      # non-monotone: first hit is layer 1
+                  [0.3, 0.05, 0.2, 0.005]])  # eps=0.1 -> 2, eps=0.01 -> 4
+  np.testing.assert_array_equal(bounds.effective_depth(err, 0.01), [3, 5, 1, 4])
+  np.testing.assert_array_equal(bounds.effective_depth(err, 0.1), [3, 5, 1, 2])
+  assert bounds.effective_depth(np.array([0.01]), 0.01) == 1  # <= eps counts
+
+
+def test_first_term_and_bound_by_hand():
+  # K=3 draws, 2 clean seeds: D_k = 2.5, 4, 1.
+  clean = np.array([[2, 3], [4, 4], [1, 1]])
+  # P=2 noise levels, 2 noisy seeds: dmin(p0) = 2, 5, 1 ; dmin(p1) = 4, 6, 3.
+  noisy = np.array([[[3, 2], [4, 4]], [[5, 5], [6, 7]], [[1, 2], [3, 3]]])
+  np.testing.assert_allclose(bounds.clean_depth(clean), [2.5, 4.0, 1.0])
+  np.testing.assert_array_equal(bounds.minimal_depth(noisy), [[2, 4], [5, 6], [1, 3]])
+  # I(p0) = [2.5>=2, 4>=5, 1>=1] = [1, 0, 1]; I(p1) = [0, 0, 0].
+  t = bounds.first_term(clean, noisy)
+  np.testing.assert_allclose(t, [2 / 3, 0.0])
+  np.testing.assert_allclose(bounds.bound(t, [0.1, 0.3], 0.1), [2 / 3 + 0.11, 0.33])
+
+
+def test_indicator_is_inclusive():
+  """D_k == dmin counts (the clean network is 'at least as deep')."""
+  assert bounds.first_term(np.array([[3, 3]]), np.array([[[3, 4]]]))[0] == 1.0
+  assert bounds.first_term(np.array([[2, 3]]), np.array([[[3, 4]]]))[0] == 0.0  # 2.5 < 3
+
+
+def test_bound_rows_from_error_curves():
+  L = 6
+  clean = errors_for([[2, 3], [4, 4], [1, 1]], L)                   # (K, G, L)
+  noisy = errors_for([[[3, 2], [4, 4]], [[5, 5], [6, 7]], [[1, 2], [3, 3]]], L)
+  test = np.array([[0.1, 0.2], [0.3, 0.4], [0.2, 0.2]])
+  rows = bounds.bound_rows(clean, noisy, test, (0.1, 0.3), (0.1, 0.5), (0.01,),
+                           extra={"dataset": "hand"})
+  assert [(r["p"], r["alpha"]) for r in rows] == [(0.1, 0.1), (0.1, 0.5), (0.3, 0.1),
+                                                  (0.3, 0.5)]
+  by = {(r["p"], r["alpha"]): r for r in rows}
+  assert by[(0.1, 0.5)]["first_term"] == pytest.approx(2 / 3)
+  assert by[(0.1, 0.5)]["bound"] == pytest.approx(2 / 3 + 1.5 * 0.1)
+  assert by[(0.3, 0.1)]["first_term"] == 0.0
+  assert by[(0.3, 0.1)]["bound"] == pytest.approx(1.1 * 0.3)
+  r = rows[0]
+  assert r["dataset"] == "hand"
+  assert r["mean_test_error"] == pytest.approx(np.mean(test))
+  assert r["test_error_std"] == pytest.approx(np.std(test))
+  assert r["mean_clean_depth"] == pytest.approx(np.mean([2.5, 4, 1]))
+  assert by[(0.1, 0.1)]["mean_min_depth"] == pytest.approx(8 / 3)
+  assert by[(0.3, 0.1)]["mean_min_depth"] == pytest.approx(13 / 3)
+  assert r["min_depth_monotone"] is True
+  assert all(r["clean_unreached"] == 0 and r["min_depth_unreached"] == 0 for r in rows)
+
+
+def test_unreached_flags_and_monotonicity():
+  L = 3
+  clean = errors_for([[4, 2]], L)         # one clean run never separates (sentinel 4)
+  noisy = errors_for([[[4, 4], [2, 3]]], L)  # p0: nobody fits (dmin = 4); p1: dmin = 2
+  rows = bounds.bound_rows(clean, noisy, np.zeros((1, 2)), (0.2, 0.4), (0.1,), (0.01,))
+  assert rows[0]["clean_unreached"] == 1
+  assert rows[0]["min_depth_unreached"] == 1 and rows[1]["min_depth_unreached"] == 0
+  assert rows[0]["first_term"] == 0.0      # D = 3 < 4
+  assert rows[1]["first_term"] == 1.0      # D = 3 >= 2
+  assert rows[0]["min_depth_monotone"] is False  # mean dmin falls from 4 to 2
+
+
+def test_eps_changes_depths_without_new_errors():
+  """Changing eps only re-thresholds the same per-layer errors."""
+  clean = np.array([[[0.3, 0.05, 0.0]]])
+  noisy = np.array([[[[0.4, 0.08, 0.0]]]])
+  lo = bounds.bound_rows(clean, noisy, np.zeros((1, 1)), (0.2,), (0.1,), (0.01, 0.1))
+  assert [r["mean_clean_depth"] for r in lo] == [3.0, 2.0]
+  assert [r["mean_min_depth"] for r in lo] == [3.0, 2.0]
+  assert [r["first_term"] for r in lo] == [1.0, 1.0]
+
+
+def test_format_table():
+  rows = bounds.bound_rows(np.zeros((1, 1, 2)), np.ones((1, 1, 1, 2)), np.full((1, 1), 0.25),
+                           (0.3,), (0.1,), (0.01,))
+  text = bounds.format_table(rows)
+  assert text.splitlines()[0].startswith("| test err")
+  assert "| 0.2500 |" in text and "| 0.330 |" in text
