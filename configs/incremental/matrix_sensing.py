@@ -34,7 +34,7 @@ def get_config(arg=None):
   if arg == "small":
     c.d, c.m = 20, 200
   if arg == "tiny":
-    c.d, c.m, c.depths, c.steps, c.progress = 10, 60, (1, 3), 3000, False
-    c.targets = (3.0, 1.0)
+    c.d, c.m, c.depths, c.steps, c.progress = 10, 60, (1, 3), 2000, False
+    c.targets, c.lr, c.init_scales = (3.0, 1.0), 0.01, (1e-3,)
     c.top_k = 3
   return c
