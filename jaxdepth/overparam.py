@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -649,3 +649,101 @@ def probe_collapse(spec: Spec, params: dict, batch_stats: dict | None = None) ->
     dense = dense.reshape(kh, kw, g, cg, g, og)
     w = jnp.einsum("hwgcgo->hwcgo", dense).reshape(kh, kw, cg, spec.out_ch)
   return {"kernel": w, "bias": b} if has_b else {"kernel": w}
+
+
+# ------------------------------------------------------- drop-in for whole networks
+
+
+class Site(NamedTuple):
+  """One layer of a user's params tree to expand.
+
+  kernel: path (tuple of dict keys) of the plain kernel leaf ((in, out) or HWIO).
+  bias: path of its bias leaf, folded into the expansion (then ``spec.bias`` must be
+    True), or None (``spec.bias`` False; any separate bias stays as it is).
+  spec: the expansion (BN inside expansions is not supported here: no batch_stats).
+  stacked: > 0 when the leaf is a stack of that many layers on a leading axis
+    (scanned networks); each layer is expanded on its own (vmapped).
+  one_d: the leaf is a 1-D conv kernel (k, in, out), expanded as a (1, k) 2-D conv.
+  """
+  kernel: tuple
+  bias: tuple | None
+  spec: Any
+  stacked: int = 0
+  one_d: bool = False
+
+
+def _get_path(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+def _set_path(tree, path, value):
+  """Copy of nested dict ``tree`` with ``path`` set (value None deletes)."""
+  out = dict(tree)
+  if len(path) == 1:
+    if value is None:
+      out.pop(path[0], None)
+    else:
+      out[path[0]] = value
+    return out
+  out[path[0]] = _set_path(tree[path[0]], path[1:], value)
+  return out
+
+
+def _check_site(site: Site, params) -> None:
+  spec = site.spec
+  if spec.batchnorm:
+    raise ValueError(f"site {site.kernel}: BN inside expansions needs batch_stats; use "
+                     "init/apply/collapse on that layer instead of expand_params")
+  if (site.bias is None) == bool(spec.bias):
+    raise ValueError(f"site {site.kernel}: spec.bias={spec.bias} but bias path "
+                     f"{site.bias}; give the bias leaf exactly when spec.bias is True")
+  want = jax.eval_shape(lambda k: collapse(spec, init(k, spec)[0]), jax.random.key(0))
+  shape = tuple(np.shape(_get_path(params, site.kernel)))
+  lead = (site.stacked,) if site.stacked else ()
+  plain = want["kernel"].shape[1:] if site.one_d else want["kernel"].shape
+  if site.one_d and want["kernel"].shape[0] != 1:
+    raise ValueError(f"site {site.kernel}: one_d needs a (1, k) ConvSpec kernel")
+  if shape != lead + plain:
+    raise ValueError(f"site {site.kernel}: leaf shape {shape} does not match the spec's "
+                     f"collapsed kernel {lead + plain}")
+
+
+def expand_params(key, params: dict, sites) -> dict:
+  """Replace every site's kernel leaf by ``{"expanded": factors}`` (bias leaf removed;
+  the expansion carries it). Factors use :func:`init` (the old values are not kept:
+  the collapsed map only matches them in distribution)."""
+  out = params
+  for i, site in enumerate(sites):
+    _check_site(site, params)
+    k = jax.random.fold_in(key, i)
+    if site.stacked:
+      p = jax.vmap(lambda kk: init(kk, site.spec)[0])(jax.random.split(k, site.stacked))  # noqa: B023
+    else:
+      p = init(k, site.spec)[0]
+    out = _set_path(out, site.kernel, {"expanded": p})
+    if site.bias is not None:
+      out = _set_path(out, site.bias, None)
+  return out
+
+
+def collapse_params(expanded: dict, sites) -> dict:
+  """Inverse layout of :func:`expand_params`: plain kernels (and biases) from the
+  factors, ready for the original network's apply. Differentiable: training through
+  ``apply(collapse_params(p))`` gives the expanded network's gradients."""
+  out = expanded
+  for site in sites:
+    node = _get_path(expanded, site.kernel)
+    if not isinstance(node, dict) or set(node) != {"expanded"}:
+      raise ValueError(f"collapse_params: {site.kernel} holds no expanded factors "
+                       "(params were not produced by expand_params with these sites)")
+    fn = lambda p: collapse(site.spec, p)  # noqa: E731,B023
+    plain = jax.vmap(fn)(node["expanded"]) if site.stacked else fn(node["expanded"])
+    w = plain["kernel"]
+    if site.one_d:
+      w = w.reshape(w.shape[:-4] + w.shape[-3:])
+    out = _set_path(out, site.kernel, w)
+    if site.bias is not None:
+      out = _set_path(out, site.bias, plain["bias"])
+  return out
