@@ -34,7 +34,7 @@ def get_config(arg=None):
     c.sweep_widths = (20, 40, 80, 160, 320)
   elif arg == "tiny":
     _tiny(c)
-    c.sweep_widths = (4, 16, 32)
+    c.sweep_widths = (8, 32)
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; allowed: conv, tiny")
   return c

@@ -216,6 +216,9 @@ def train_group(config, kind: str, network, grid, keys: train.RunKeys, sets, tes
                                         "complete": done == config.epochs})
   ck.close()
   train_b, lab_b, cor_b = _batched_runs(x_RxN, y_RxN, c_RxN, config.analysis_batch)
+  # The final analysis runs on one device: partitioning it over the run axis made XLA
+  # CPU insert collectives that deadlocked on an oversubscribed host.
+  state = jax.device_put(state, jax.devices()[0])
   out = jax.device_get(analyze_all(state, train_b, lab_b, cor_b, test_b))
   out["diverged"] = ~np.asarray(train._tree_finite(state.params))
   return out

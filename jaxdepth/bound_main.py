@@ -152,8 +152,8 @@ def make_ncc_program(network: nets.Network, num_classes: int):
       return acc + jnp.sum((jnp.argmax(logits, 1) == yb) & mb), None
 
     test_correct, _ = jax.lax.scan(test_hits, jnp.zeros((), jnp.int32), (xt, yt, mt))
-    err_L = 1.0 - correct_L / mask.sum()
-    return err_L, 1.0 - test_correct / mt.sum()
+    n, nt = mask.sum(), mt.sum()
+    return (n - correct_L) / n, (nt - test_correct) / nt
 
   return jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0, None, None, None)))
 
