@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import validate as V
-from jaxdepth.incremental import common, diagonal, models, runner
+from jaxdepth.incremental import common, diagonal, metrics, models, runner
 
 FIELDS = ("d", "n", "n_test", "teacher_freqs", "loss", "threshold", "top_k", "svm")
 
@@ -80,6 +80,7 @@ def freq_record(beta, w_star, k: int, cross_t, x_test, y_test) -> dict:
           "freq_mass": float(amp2[:k].sum() / amp2.sum()),
           "cross_t_freqs": t,
           "largest_first": bool(np.isfinite(t[big]) and np.all(t[big] < others)),
+          "active_count": metrics.crossed_count(t),
           "test_accuracy": float(np.mean(np.sign(x_test @ beta) == y_test)),
           "amp_top": np.sort(np.sqrt(amp2))[::-1][:5] / np.sqrt(amp2.sum())}
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import validate as V
-from jaxdepth.incremental import common, models, runner
+from jaxdepth.incremental import common, metrics, models, runner
 
 FIELDS = ("d", "n", "n_test", "teacher", "loss", "threshold", "top_k", "svm")
 
@@ -93,6 +93,7 @@ def classification_record(beta_D, w_star_D, support: int, cross_t_D, x_test, y_t
           "support_order_increasing": bool(np.all(np.isfinite(t_sup))
                                             and np.all(np.diff(t_sup) > 0)),
           "off_support_crossed": int(np.sum(np.isfinite(t[support:]))),
+          "active_count": metrics.crossed_count(t),
           "test_accuracy": float(np.mean(np.sign(np.asarray(x_test) @ beta) == np.asarray(y_test))),
           "beta_top": np.sort(np.abs(beta))[::-1][:5] / (np.linalg.norm(beta) + 1e-300)}
 

@@ -74,6 +74,13 @@ def active_changes(values_TxK, steps_T, targets_K, alpha: float = 0.5) -> list:
   return [[int(steps_T[j]), int(c[j])] for j in idx]
 
 
+def crossed_count(cross_t_K) -> list:
+  """How many components have crossed their threshold, as [[step, count], ...]."""
+  t = np.sort(np.asarray(cross_t_K, float))
+  t = t[np.isfinite(t)]
+  return [[0, 0]] + [[int(s), int(np.sum(t <= s))] for s in np.unique(t)]
+
+
 def widths_and_gaps(t_AxK) -> tuple[np.ndarray, np.ndarray]:
   """Transition widths t90 - t10 and gaps t50(i+1) - t50(i)."""
   t = np.asarray(t_AxK, float)

@@ -113,12 +113,12 @@ def make_fns(problem: Problem, *, record_every: int, evals_per_log: int, logs_pe
 
       st, _ = jax.lax.scan(step_body, st, t_eval + jnp.arange(record_every))
       cross_K, logged_J = problem.track(st.params, data)
-      return _cross_update(st, cross_K, thr_AxK, t_eval + record_every, snapshots), None
+      return _cross_update(st, cross_K, thr_AxK, t_eval + record_every, snapshots), logged_J
 
     def log_body(st, t_log):
-      st, _ = jax.lax.scan(eval_body, st, t_log + record_every * jnp.arange(evals_per_log))
-      _, logged_J = problem.track(st.params, data)
-      return st, (problem.loss(st.params, data), logged_J)
+      st, logged_ExJ = jax.lax.scan(eval_body, st,
+                                    t_log + record_every * jnp.arange(evals_per_log))
+      return st, (problem.loss(st.params, data), logged_ExJ[-1])
 
     per_log = record_every * evals_per_log
     return jax.lax.scan(log_body, st, t0 + per_log * jnp.arange(logs_per_segment))

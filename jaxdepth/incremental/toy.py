@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -47,7 +48,7 @@ def train_toy(targets, depth: int, init_scales, steps: int, lr: float | None = N
   targets = tuple(sorted(map(float, targets), reverse=True))
   lr = toy_lr(depth, targets) if lr is None else lr
   data = jnp.asarray(np.asarray(targets)[None])  # seed axis of size 1
-  keys = common.jax.random.split(common.jax.random.key(0), 1)
+  keys = jax.random.split(jax.random.key(0), 1)
   res = runner.train(toy_problem(depth, len(targets)), data, keys, init_scales,
                      metrics.thresholds(targets), lr=lr, steps=steps, record_every=1,
                      log_every=log_every, stop_loss=stop_loss, snapshots=True,
