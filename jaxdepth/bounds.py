@@ -17,10 +17,17 @@ from __future__ import annotations
 import numpy as np
 
 
+ERR_TOL = 1e-6  # float32 rounding of k/N: an error within this of eps counts as <= eps
+
+
 def effective_depth(err_RxL, eps: float) -> np.ndarray:
   """First layer (1-based) whose NCC train error is <= eps; L + 1 if none (spec §5.1).
 
   d^eps_S(h) = min { i in 1..L : err_S(h_i) <= eps }.
+
+  Errors are fractions k/N computed in float32 (as 1 - acc or as k/N), so an error
+  exactly at eps (e.g. 4/400 at eps=0.01) can land on either side of eps in float64;
+  a tolerance of 1e-6 (far below 1/N for any N <= 1e5) makes both count as <= eps.
 
   Args:
     err_RxL: (..., L) per-layer NCC train errors.
@@ -28,7 +35,7 @@ def effective_depth(err_RxL, eps: float) -> np.ndarray:
   Returns:
     (...,) int array in 1..L+1.
   """
-  ok = np.asarray(err_RxL) <= eps
+  ok = np.asarray(err_RxL, np.float64) <= eps + ERR_TOL
   L = ok.shape[-1]
   return np.where(ok.any(-1), ok.argmax(-1) + 1, L + 1).astype(np.int64)
 

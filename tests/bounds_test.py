@@ -95,3 +95,13 @@ def test_format_table():
   text = bounds.format_table(rows)
   assert text.splitlines()[0].startswith("| test err")
   assert "| 0.2500 |" in text and "| 0.330 |" in text
+
+
+def test_error_exactly_at_eps_counts_whatever_the_rounding():
+  """4/400 at eps=0.01, whether computed as k/N or 1 - (N-k)/N in float32."""
+  k_over_n = np.float64(np.float32(4) / np.float32(400))  # 0.0099999998
+  one_minus = 1.0 - np.float64(np.float32(0.99) - np.float32(4e-8))  # 0.0100000381
+  assert k_over_n < 0.01 < one_minus
+  err = np.array([[0.5, k_over_n, 0.0], [0.5, one_minus, 0.0]])
+  np.testing.assert_array_equal(bounds.effective_depth(err, 0.01), [2, 2])
+  assert bounds.effective_depth(np.array([0.5, 5 / 400, 0.0]), 0.01) == 3  # 5/400 > eps
