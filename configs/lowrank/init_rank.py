@@ -6,13 +6,13 @@ Runtime: about 15 s on a 2-core CPU (100 draws, five depths, three activations).
 Expected (AC3 setup): mean rho(K) strictly decreasing in depth for linear, ReLU and
 tanh; about 2.2 at d=1 for all three, then roughly 0.6 (linear), 0.2 (ReLU) and
 1.1 (tanh) at d=16. Outputs: summary.json, metrics.jsonl, init_rank.png.
+Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
   c.experiment = "lowrank.init_rank"    # registry name
   c.n_points = 128                      # N rows of the fixed input batch X ~ N(0, I)
@@ -25,4 +25,7 @@ def get_config(arg=None):
   c.center = False                      # subtract the batch mean before K = Phi Phi^T
   c.seed = 0                            # root seed (X and weights)
   c.progress = True                     # progress bar
+  if arg == "tiny":                     # CI / notebook setting (seconds)
+    c.depths, c.draws = (1, 4, 16), 16
+    c.progress = False
   return c

@@ -7,13 +7,13 @@ Expected: for every optimizer, deeper networks converge to a lower rho(W_e) on t
 under-determined rank-2 regression (rho(W*) = log 2); the gradient-free methods
 (random search, evolution strategy) show it too, though they fit less tightly.
 Outputs: summary.json, metrics.jsonl, optimizers.png.
+Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
   c.experiment = "lowrank.optimizers"   # registry name
   c.dim = 16                            # input = output dimension of W*
@@ -40,4 +40,8 @@ def get_config(arg=None):
   c.num_seeds = 3                       # seeds (data, target, init), vmapped
   c.seed = 0                            # root seed
   c.progress = True                     # progress bar
+  if arg == "tiny":                     # CI / notebook setting (seconds)
+    c.dim, c.n_train, c.depths, c.num_seeds = 8, 6, (1, 4), 1
+    c.steps, c.gf_steps, c.lbfgs_steps, c.population = 500, 2000, 50, 4
+    c.progress = False
   return c

@@ -11,13 +11,13 @@ than the as-is network, and so do the per-layer embedding Gram ranks; accuracy
 changes are small on this dataset (the paper's gains are on natural images).
 Outputs: summary.json (per model/expansion: accuracies, per-layer rank_train /
 rank_test, per-layer weight_rho), metrics.jsonl, overparam.png, checkpoints/.
+Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
   c.experiment = "lowrank.overparam"    # registry name
   c.dataset = "digits"                  # digits (8x8 images) | mnist1d | gaussian
@@ -50,4 +50,10 @@ def get_config(arg=None):
       rank_samples=256,                 # examples in each layer's Gram matrix
   ))
   c.progress = True                     # progress bars
+  if arg == "tiny":                     # CI / notebook setting (well under a minute)
+    c.dataset, c.expansions, c.depth, c.width, c.num_seeds = "gaussian", (1, 4), 2, 8, 1
+    c.data.num_train, c.data.num_test = 256, 128
+    c.train.epochs, c.train.eval_every, c.train.rank_samples = 2, 2, 64
+    c.train.analysis_batch = 128
+    c.progress = False
   return c

@@ -10,13 +10,13 @@ rho(W_e) falls with depth (about 2.3 at d=1 to about 1.8 at d=8) towards rho(W*)
 rho at init falls with depth. On the full-rank target (rho about 3.2) deep networks
 stall at a high training loss within the budget and their converged rho falls below
 rho(W*). Outputs: summary.json, metrics.jsonl, regression.png.
+Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
   c.experiment = "lowrank.regression"   # registry name
   c.dim = 32                            # input = output dimension of W*
@@ -34,4 +34,7 @@ def get_config(arg=None):
   c.seed = 0                            # root seed
   c.log_every = 100                     # steps between logged training losses
   c.progress = True                     # progress bar
+  if arg == "tiny":                     # CI / notebook setting (seconds)
+    c.depths, c.steps, c.num_seeds, c.n_test = (1, 4, 8), 1000, 1, 500
+    c.progress = False
   return c

@@ -8,13 +8,13 @@ fraction of draws below every threshold is non-decreasing in depth; the uniform
 distribution (--config.distribution=uniform) gives nearly the same histograms.
 Outputs: summary.json (per depth mean_rho, std_rho, frac_below per threshold),
 metrics.jsonl, rho_draws.csv, hist_depth_D.png per depth and volume.png.
+Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
 
 
 def get_config(arg=None):
-  del arg
   c = ml_collections.ConfigDict()
   c.experiment = "lowrank.volume"       # registry name
   c.n = 16                              # factor size n x n
@@ -25,4 +25,7 @@ def get_config(arg=None):
   c.seed = 0                            # root seed
   c.bins = 40                           # histogram bins on [0, log n]
   c.progress = True                     # progress bar
+  if arg == "tiny":                     # CI / notebook setting (seconds)
+    c.depths, c.draws = (1, 4, 16), 64
+    c.progress = False
   return c
