@@ -5,8 +5,8 @@ A fixed batch X (n_points x d_in, N(0, I)) goes through a random MLP of depth d
 (first layer d_in -> width, then d - 1 layers width -> width, Kaiming weights with
 std sqrt(2 / fan_in), Normal or Uniform, no biases, the activation after every
 layer except the last). rho(K) of K = Phi Phi^T of the output Phi is recorded
-(uncentered by default) over ``draws`` random networks. One jitted program per depth
-computes every activation, vmapped over draws, in float64.
+(uncentered by default) over ``draws`` random networks. One jitted program computes
+every depth (unused layers past d) and activation, vmapped over draws, in float64.
 """
 
 from __future__ import annotations
@@ -44,32 +44,49 @@ def validate(config) -> None:
   common.check_bool(config, "progress")
 
 
-def mlp_output(w_in, w_hid_LxWxW, x_NxI, act):
-  """Phi = W_d^T act(... act(x W_1) ...): activation between layers, none at the end."""
-  def layer(h, w):
-    return act(h) @ w, None
-  h, _ = jax.lax.scan(layer, x_NxI @ w_in, w_hid_LxWxW)
+def mlp_output(w_in, w_hid_LxWxW, x_NxI, act, depth=None):
+  """Phi = W_d^T act(... act(x W_1) ...): activation between layers, none at the end.
+
+  ``depth`` (traced, optional) uses only the first depth - 1 hidden layers of the
+  stack, so one compiled program serves every depth.
+  """
+  n_hid = w_hid_LxWxW.shape[0]
+  depth = n_hid + 1 if depth is None else depth
+
+  def layer(h, xs):
+    w, l = xs
+    return jnp.where(l < depth - 1, act(h) @ w, h), None
+  h, _ = jax.lax.scan(layer, x_NxI @ w_in, (w_hid_LxWxW, jnp.arange(n_hid)))
   return h
 
 
 def gram_rhos(key, depth: int, x_NxI, width: int, activations, distribution: str,
-              draws: int, center: bool) -> dict[str, np.ndarray]:
-  """{activation: (draws,) rho(K)} for random depth-``depth`` MLPs."""
-  d_in = x_NxI.shape[1]
+              draws: int, center: bool, max_depth: int | None = None
+              ) -> dict[str, np.ndarray]:
+  """{activation: (draws,) rho(K)} for random depth-``depth`` MLPs (weights drawn for
+  ``max_depth`` layers, those past ``depth`` unused: one program for all depths)."""
   with jax.enable_x64(True):
-    x = jnp.asarray(x_NxI, jnp.float64)
-
-    def one(k):
-      k1, k2 = jax.random.split(k)
-      gain = np.sqrt(2.0)
-      w_in = gain * common.sample_matrices(k1, (d_in, width), distribution, jnp.float64)
-      w_hid = gain * common.sample_matrices(k2, (depth - 1, width, width), distribution,
-                                            jnp.float64)
-      return {a: rank.gram_entropy_rank(mlp_output(w_in, w_hid, x, ACTIVATIONS[a]),
-                                        center=center) for a in activations}
-
-    out = jax.jit(jax.vmap(one))(jax.random.split(key, draws))
+    out = _gram_jit(key, jnp.asarray(depth), jnp.asarray(x_NxI, jnp.float64), width,
+                    tuple(activations), distribution, draws, center, max_depth or depth)
     return {a: np.asarray(v) for a, v in out.items()}
+
+
+def _gram_impl(key, depth, x, width, activations, distribution, draws, center, total):
+  d_in = x.shape[1]
+
+  def one(k):
+    k1, k2 = jax.random.split(k)
+    gain = np.sqrt(2.0)
+    w_in = gain * common.sample_matrices(k1, (d_in, width), distribution, jnp.float64)
+    w_hid = gain * common.sample_matrices(k2, (total - 1, width, width), distribution,
+                                          jnp.float64)
+    return {a: rank.gram_entropy_rank(mlp_output(w_in, w_hid, x, ACTIVATIONS[a], depth),
+                                      center=center) for a in activations}
+
+  return jax.vmap(one)(jax.random.split(key, draws))
+
+
+_gram_jit = jax.jit(_gram_impl, static_argnums=(3, 4, 5, 6, 7, 8))
 
 
 def run(config, workdir: str) -> dict:
@@ -82,7 +99,7 @@ def run(config, workdir: str) -> dict:
   bar = writers.progress(len(depths), "init_rank", enabled=config.progress)
   for i, d in enumerate(depths):
     r = gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,
-                  config.distribution, config.draws, config.center)
+                  config.distribution, config.draws, config.center, max(depths))
     for a in acts:
       rho[a][:, i] = r[a]
     log.write({"step": i, "depth": d, **{f"rho_{a}": float(r[a].mean()) for a in acts}})

@@ -4,7 +4,7 @@ For each depth d, ``draws`` products W_e = W_1 ... W_d of i.i.d. n x n factors
 (Normal or Uniform, variance 1/n) are drawn and rho(W_e) is histogrammed. The
 "percent volume" below a threshold tau is the fraction of draws with rho < tau; the
 paper's claim is that it grows with depth. Products and SVDs run in float64; one
-jitted program per depth, vmapped over draws.
+jitted program for all depths (identity factors past each depth), vmapped over draws.
 """
 
 from __future__ import annotations
@@ -34,13 +34,35 @@ def validate(config) -> None:
   common.check_bool(config, "progress")
 
 
-def sample_rhos(key, depth: int, n: int, draws: int, distribution: str) -> np.ndarray:
-  """(draws,) float64 rho of random depth-``depth`` products of n x n matrices."""
+def sample_rhos(key, depth: int, n: int, draws: int, distribution: str,
+                max_depth: int | None = None) -> np.ndarray:
+  """(draws,) float64 rho of random depth-``depth`` products of n x n matrices.
+
+  With ``max_depth``, factors are drawn for ``max_depth`` layers and those past
+  ``depth`` are replaced by the identity: one compiled program serves every depth
+  (the draws of depth d are then not the prefix of another depth's draws).
+  """
+  total = max_depth or depth
+  return _sample(key, jax.numpy.asarray(depth), n, draws, distribution, total)
+
+
+def _sample(key, depth, n, draws, distribution, total):
   with jax.enable_x64(True):
-    def one(k):
-      w = common.sample_matrices(k, (depth, n, n), distribution, jax.numpy.float64)
-      return rank.entropy_rank(common.end_to_end(w))
-    return np.asarray(jax.jit(jax.vmap(one))(jax.random.split(key, draws)))
+    return np.asarray(_sample_jit(key, depth, n, draws, distribution, total))
+
+
+def _sample_impl(key, depth, n, draws, distribution, total):
+  eye = jax.numpy.eye(n, dtype=jax.numpy.float64)
+
+  def one(k):
+    w = common.sample_matrices(k, (total, n, n), distribution, jax.numpy.float64)
+    keep = (jax.numpy.arange(total) < depth)[:, None, None]
+    return rank.entropy_rank(common.end_to_end(jax.numpy.where(keep, w, eye[None])))
+
+  return jax.vmap(one)(jax.random.split(key, draws))
+
+
+_sample_jit = jax.jit(_sample_impl, static_argnums=(2, 3, 4, 5))
 
 
 def run(config, workdir: str) -> dict:
@@ -51,7 +73,7 @@ def run(config, workdir: str) -> dict:
   bar = writers.progress(len(depths), "volume", enabled=config.progress)
   for i, d in enumerate(depths):
     r = sample_rhos(jax.random.fold_in(key, d), d, config.n, config.draws,
-                    config.distribution)
+                    config.distribution, max(depths))
     rhos[d] = r
     frac = [float(np.mean(r < t)) for t in taus]
     per_depth[str(d)] = {"mean_rho": float(r.mean()), "std_rho": float(r.std()),
