@@ -188,6 +188,16 @@ def recompute(loaded: dict) -> dict:
                      "checkpoints are corrupted or mixed from different runs")
   variables = jax.tree.map(lambda a, b: np.concatenate([a, b]), ct["variables"],
                            nt["variables"])
+  finite_R = np.all([np.isfinite(a.reshape(a.shape[0], -1)).all(1)
+                     for a in jax.tree.leaves(variables)
+                     if np.issubdtype(a.dtype, np.floating)], axis=0)
+  if not finite_R.all():
+    bad = [r for r, ok in zip(cm["runs"] + nm["runs"], finite_R) if not ok]
+    what = ", ".join(f"draw {r['draw']} seed {r['seed']}" +
+                     (f" p={r['p']:g}" if "p" in r else "") for r in bad[:3])
+    raise BoundError(f"{len(bad)} stored network(s) diverged (non-finite parameters: "
+                     f"{what}); results would be partial: retrain in a new workdir with a "
+                     "smaller --config.lr")
   b = cfg["analysis_batch"]
   xt, yt = samples["x_test"][None], samples["y_test"][None].astype(np.int32)
   prog = make_ncc_program(network, dmeta["num_classes"])
@@ -243,9 +253,6 @@ def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict
   rec = recompute(load(workdir))
   cfg = rec["config"]
   clean, noisy, test = _by_draw(rec)
-  if not (np.isfinite(clean).all() and np.isfinite(noisy).all() and np.isfinite(test).all()):
-    raise BoundError("some stored networks have non-finite NCC errors (diverged runs); "
-                     "results would be partial: retrain with a smaller lr in a new workdir")
   js = _select_p(p, cfg["p"], workdir)
   arch = f"{cfg['family']}-{cfg['depth']}-{cfg['width']}"
   extra = {"dataset": rec["dataset"], "architecture": arch, "m": cfg["m"],

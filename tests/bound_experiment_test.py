@@ -211,3 +211,21 @@ def test_interrupted_experiment_resumes(trained, tmp_path):
     np.testing.assert_allclose(a["ncc_train_acc"], b["ncc_train_acc"], atol=1e-6)
   assert [r["bound"] for r in resumed["table"]] == pytest.approx(
       [r["bound"] for r in summary["table"]])
+
+
+def test_error_diverged_network(trained, tmp_path):
+  _, workdir, _ = trained
+  w = copy_checkpoints(workdir, tmp_path / "w")
+  ck = ckpt.Checkpointer(w, max_to_keep=None, subdir="checkpoints/clean")
+  step, tree, meta = ck.restore()
+  ck.close()
+  w_out = np.array(tree["variables"]["params"]["w_out"])
+  w_out[1] = np.nan  # run 1 = draw 0, seed 1
+  tree["variables"]["params"]["w_out"] = w_out
+  shutil.rmtree(os.path.join(w, "checkpoints", "clean"))
+  ck = ckpt.Checkpointer(w, max_to_keep=None, subdir="checkpoints/clean")
+  ck.save(step, tree, meta)
+  ck.close()
+  with pytest.raises(bound_main.BoundError, match=r"1 stored network\(s\) diverged .*"
+                     r"draw 0 seed 1\);"):
+    bound_main.report(w)
