@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import validate as V
-from jaxdepth.incremental import common, models, runner
+from jaxdepth.incremental import common, metrics, models, runner
 
 FIELDS = ("d", "n", "sparsity", "value_scale", "threshold", "omp_tol")
 
@@ -128,6 +128,12 @@ def run(config, workdir: str) -> dict:
                   "orders_agree": gd[:m] == omp_sel[s][:m] and m > 0,
                   "gd_order_is_value_order": gd == support,
                   "rel_error": float(np.sum((beta - w_star) ** 2) / np.sum(w_star**2))})
+        # t10/t50/t90 of |beta| on the support vs the sorted w* values (log resolution).
+        vals, traj = w_star[support], res.logged_SxIxTxJ[s, i]
+        t = metrics.crossing_times(traj, res.steps_T, metrics.thresholds(vals))
+        r.update({"t10": t[0], "t50": t[1], "t90": t[2],
+                  "next_frac_at_t90": metrics.next_frac_from_trajectory(traj, res.steps_T, vals),
+                  "t_resolution": config.log_every})
         runs.append(r)
   for i, s0 in enumerate(config.init_scales):
     common.plot_values(os.path.join(workdir, f"support_weights_sigma0_{s0:g}.png"), config,
