@@ -68,6 +68,7 @@ def test_init_rank_run_tiny(tmp_path):
   c = init_cfg.get_config("tiny")
   c.draws = 30  # same program shapes as the AC3 test above (compiled once)
   init_rank.validate(c)
+  writers.prepare_workdir(str(tmp_path), c)
   s = init_rank.run(c, str(tmp_path))
   assert all(s["checks"].values()), s["checks"]
   assert os.path.exists(tmp_path / "init_rank.png")
