@@ -52,12 +52,24 @@ def _per_layer(fn, groups, *args):
           zip(groups, zip(*args) if args else [()] * len(groups))]
 
 
+def gram_rank(phi_NxD) -> jax.Array:
+  """rho of the Gram matrix Phi Phi^T from the eigenvalues of the smaller of Phi^T Phi
+  (D x D) and Phi Phi^T (N x N): the same non-zero spectrum, much cheaper than an SVD
+  of Phi for every layer and run."""
+  n, d = phi_NxD.shape
+  g = phi_NxD.T @ phi_NxD if d <= n else phi_NxD @ phi_NxD.T
+  return rank.entropy_from_singular_values(jnp.maximum(jnp.linalg.eigvalsh(g), 0.0))
+
+
 def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
-                  rank_samples: int = 512):
+                  rank_samples: int = 512, cache: bool = False):
   """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
 
   ``train``/``test`` are Batched (shared by all runs); ``train_labels`` are the labels
   the run was trained on and ``corrupted`` marks the corrupted ones. vmap over runs.
+  With ``cache`` the embeddings of each split are computed once and both passes read
+  them (for small layers); without it every pass recomputes them batch by batch, so
+  memory stays at one batch of embeddings (wide conv layers).
   """
   C = num_classes
   eps_E = jnp.asarray(eps, jnp.float32)
@@ -66,11 +78,19 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     logits, groups, _ = network.apply(variables, x, train=False)
     return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
 
-  def pass_sums(variables, data: Batched, labels, refs):
+  def source(variables, data: Batched):
+    """What the passes scan over, and how to turn one item into (logits, groups)."""
+    if cache:
+      return jax.lax.map(lambda x: forward(variables, x), data.x), lambda item: item
+    return data.x, lambda x: forward(variables, x)
+
+  def pass_sums(src, data: Batched, labels, refs):
     """Pass 1: per-class counts and sums of (f - ref), every layer."""
+    items, get = src
+
     def body(carry, xs):
-      x, y, m = xs
-      _, groups = forward(variables, x)
+      item, y, m = xs
+      _, groups = get(item)
       out = []
       for (cnt, sums), f, r in zip(carry, groups, refs):
         c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
@@ -78,14 +98,16 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
       return out, None
     init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
             for r in refs]
-    carry, _ = jax.lax.scan(body, init, (data.x, labels, data.mask))
+    carry, _ = jax.lax.scan(body, init, (items, labels, data.mask))
     return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
 
-  def pass_m2(variables, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset):
+  def pass_m2(src, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset):
     """Pass 2: M2 per class, NCC correct counts (on ``ncc_labels``), network loss/acc."""
+    items, get = src
+
     def body(carry, xs):
-      x, y, y_ncc, m, sub = xs
-      logits, groups = forward(variables, x)
+      item, y, y_ncc, m, sub = xs
+      logits, groups = get(item)
       mf = m.astype(jnp.float32)
       m2s, corrects = [], []
       for f, r, (cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
@@ -105,7 +127,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     init = {"m2": [jnp.zeros((r.shape[0], C)) for r in refs],
             "correct": [jnp.zeros((r.shape[0], 3)) for r in refs],
             "loss": jnp.zeros(()), "acc": jnp.zeros(())}
-    carry, _ = jax.lax.scan(body, init, (data.x, labels, ncc_labels, data.mask, subset))
+    carry, _ = jax.lax.scan(body, init, (items, labels, ncc_labels, data.mask, subset))
     return carry
 
   def analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
@@ -115,10 +137,11 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     m0 = train.mask[0].astype(jnp.float32)
     refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
     sub = corrupted.astype(jnp.float32)
-    tr_stats = pass_sums(variables, train, train_labels, refs)
-    te_stats = pass_sums(variables, test, test.y, refs)
-    tr = pass_m2(variables, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub)
-    te = pass_m2(variables, test, test.y, te_stats, refs, tr_stats, test.y,
+    tr_src, te_src = source(variables, train), source(variables, test)
+    tr_stats = pass_sums(tr_src, train, train_labels, refs)
+    te_stats = pass_sums(te_src, test, test.y, refs)
+    tr = pass_m2(tr_src, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub)
+    te = pass_m2(te_src, test, test.y, te_stats, refs, tr_stats, test.y,
                  jnp.zeros(test.mask.shape))
     n_tr = train.mask.sum()
     n_te = test.mask.sum()
@@ -142,8 +165,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
       xs = data.x.reshape(-1, *data.x.shape[2:])[:k]
       m = data.mask.reshape(-1)[:k].astype(jnp.float32)
       _, gs = forward(variables, xs)
-      return jnp.concatenate([jax.vmap(rank.gram_entropy_rank)(g * m[None, :, None])
-                              for g in gs])
+      return jnp.concatenate([jax.vmap(gram_rank)(g * m[None, :, None]) for g in gs])
 
     return {
         "ncc_train_acc": ncc_train,

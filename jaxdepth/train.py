@@ -23,6 +23,9 @@ from jaxdepth import analysis, ckpt, data, nets, writers
 from jaxdepth import validate as V
 
 
+ANALYSIS_CACHE_BYTES = 1 << 30
+
+
 class TrainState(NamedTuple):
   params: Any
   batch_stats: Any
@@ -209,6 +212,8 @@ class Program(NamedTuple):
 
 
 def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
+  """Jitted functions for all runs of one (depth, width). Inputs sharded on the run
+  axis (see run_sharding) make jit split the independent runs over devices."""
   network = nets.build(model_cfg(config, depth, width), ds.x_train.shape[1:],
                        ds.num_classes)
   spe = ds.x_train.shape[0] // config.batch_size
@@ -225,14 +230,22 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
                                          config.noise_mode)
     return init_state(network, tx, keys.init), labels, chosen
 
-  init_all = jax.jit(lambda keys: jax.vmap(init_run)(keys, noise_R))
+  init_runs = jax.jit(jax.vmap(init_run))
+  init_all = lambda keys: init_runs(keys, noise_R)  # noqa: E731
   epoch_fn = make_epoch(network, tx, config.batch_size, spe, augment_fn)
   epoch_all = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, None, None)),
                       donate_argnums=0)
   train_b = analysis.batch_pad(ds.x_train, ds.y_train, config.analysis_batch)
   test_b = analysis.batch_pad(ds.x_test, ds.y_test, config.analysis_batch)
+  # Keep every layer's embeddings of both splits for all runs when they fit in
+  # ANALYSIS_CACHE_BYTES (one forward per evaluation); otherwise stream twice.
+  out = jax.eval_shape(lambda v, x: network.apply(v, x), jax.eval_shape(
+      network.init, jax.random.key(0)), jnp.zeros((1, *ds.x_train.shape[1:])))
+  per_example = sum(g.size for g in out[1]) * 4
+  n_runs = len(config.label_noise) * config.num_seeds
+  cache = n_runs * per_example * (len(ds.x_train) + len(ds.x_test)) <= ANALYSIS_CACHE_BYTES
   analyzer = analysis.make_analyzer(network, ds.num_classes, tuple(config.eps),
-                                    config.rank_samples)
+                                    config.rank_samples, cache=cache)
 
   def analyze_run(state: TrainState, labels_N, chosen_N, train_b, test_b):
     v = {"params": state.params, "batch_stats": state.batch_stats}
@@ -255,15 +268,16 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
                 metrics: writers.JsonlWriter | None, tag: str, bar=None):
   """Train (or resume) all runs of one (depth, width); returns final metrics (host)."""
   grid = run_grid(config)
+  shard = run_sharding(len(grid), config.shard_runs)
   prog = build_program(config, ds, depth, width)
   keys = make_keys(config.seed, grid)
-  shard = run_sharding(len(grid), config.shard_runs)
   state, labels, chosen = prog.init(keys)
   x_train = jnp.asarray(ds.x_train)
-  if shard is not None:
-    runs, repl = shard
-    state, labels, chosen, keys = jax.device_put((state, labels, chosen, keys), runs)
-    x_train = jax.device_put(x_train, repl)
+  if shard is not None:  # the run axis over devices, the data replicated.
+    # (Initialising from sharded keys hung the later analysis on simulated CPU
+    # devices in jax 0.10.2; initialising first, then placing, does not.)
+    state, labels, chosen, keys = jax.device_put((state, labels, chosen, keys), shard[0])
+    x_train = jax.device_put(x_train, shard[1])
   ck = ckpt.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
                          subdir=os.path.join("checkpoints", tag))
   start = 0
@@ -360,8 +374,7 @@ def run(config, workdir: str) -> dict:
             f"batch_size {config.batch_size} is larger than the training set "
             f"({ds.x_train.shape[0]} examples)")
   os.makedirs(workdir, exist_ok=True)
-  resumed = ckpt.has_checkpoints(workdir)
-  last = _last_logged_step(workdir) if resumed else None
+  last = _last_logged_step(workdir)  # a resumed run does not log a step twice
   metrics = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size

@@ -91,3 +91,14 @@ def test_batch_pad_masks_tail():
   b = analysis.batch_pad(np.ones((7, 2), np.float32), np.arange(7), 3)
   assert b.x.shape == (3, 3, 2)
   np.testing.assert_array_equal(b.mask.reshape(-1), [1] * 7 + [0, 0])
+
+
+def test_cached_equals_streamed(setup):
+  net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te = setup
+  tr_b, te_b = analysis.batch_pad(x_tr, y_tr, 64), analysis.batch_pad(x_te, y_te, 64)
+  args = (v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+          analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b)
+  a = analysis.make_analyzer(net, C, (0.01,), 50, cache=False)(*args)
+  b = analysis.make_analyzer(net, C, (0.01,), 50, cache=True)(*args)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
