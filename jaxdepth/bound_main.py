@@ -54,7 +54,7 @@ def load(workdir: str) -> dict:
   if not ckpt.has_checkpoints(root, "data"):
     found = ", ".join(sorted(os.listdir(root)))
     raise BoundError(f"{root} holds no bound-experiment checkpoints (found: {found}); "
-                     f"they come from `{_train_cmd(workdir)}`")
+                     f"they come from `{_train_cmd('NEW_DIR')}`")
   out = {}
   for kind in ("data", "clean", "noisy"):
     if not ckpt.has_checkpoints(root, kind):
