@@ -89,7 +89,10 @@ def make_fns(problem: Problem, *, record_every: int, evals_per_log: int, logs_pe
     loss0 = problem.loss(params, data)
     cross_K, logged_J = problem.track(params, data)
     a, k = thr_AxK.shape
-    st = RunState(params, loss0, jnp.asarray(False), ~jnp.isfinite(loss0), jnp.asarray(-1),
+    # Strong (non-weak) dtypes, so that the segment's output state has the input's types
+    # and the segment compiles once.
+    st = RunState(params, loss0, jnp.zeros((), bool), ~jnp.isfinite(loss0),
+                  jnp.full((), -1, jax.dtypes.canonicalize_dtype(jnp.int64)),
                   jnp.full((a, k), jnp.inf, cross_K.dtype),
                   jnp.zeros((a, k, k) if snapshots else (1, 1, 1), cross_K.dtype))
     return _cross_update(st, cross_K, thr_AxK, 0, snapshots), (loss0, logged_J)
