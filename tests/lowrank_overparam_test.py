@@ -33,17 +33,23 @@ def _mlp(expansion):
 def test_expanded_mlp_equals_sublayer_by_sublayer_application():
   base, sites = _mlp(3)
   v = base.init(jax.random.key(0))
-  p = overparam.expand_params(jax.random.key(1), v["params"], sites)
+  p = jax.jit(lambda k, v: overparam.expand_params(k, v, sites))(jax.random.key(1),
+                                                                  v["params"])
   x = jax.random.normal(jax.random.key(2), (16, 32))
-  logits, (f_LxBxH,), _ = base.apply(
+  logits, (f_LxBxH,), _ = jax.jit(base.apply)(
       {"params": overparam.collapse_params(p, sites), "batch_stats": {}}, x)
-  # Reference: every expanded layer applied sub-layer by sub-layer (overparam.apply).
-  s_in, s_hid, s_out = sites
-  h = jax.nn.relu(overparam.apply(s_in.spec, p["w_in"]["expanded"], x)[0])
-  for i in range(s_hid.stacked):
-    layer = jax.tree.map(lambda a: a[i], p["w_hid"]["expanded"])  # noqa: B023
-    h = jax.nn.relu(overparam.apply(s_hid.spec, layer, h)[0])
-  ref = overparam.apply(s_out.spec, p["w_out"]["expanded"], h)[0]
+
+  @jax.jit
+  def reference(p, x):
+    """Every expanded layer applied sub-layer by sub-layer (overparam.apply)."""
+    s_in, s_hid, s_out = sites
+    h = jax.nn.relu(overparam.apply(s_in.spec, p["w_in"]["expanded"], x)[0])
+    for i in range(s_hid.stacked):
+      layer = jax.tree.map(lambda a: a[i], p["w_hid"]["expanded"])  # noqa: B023
+      h = jax.nn.relu(overparam.apply(s_hid.spec, layer, h)[0])
+    return overparam.apply(s_out.spec, p["w_out"]["expanded"], h)[0], h
+
+  ref, h = reference(p, x)
   np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(f_LxBxH[-1], h, rtol=1e-4, atol=1e-5)
   assert "b_in" not in p and set(p["w_in"]) == {"expanded"}
@@ -62,10 +68,9 @@ def test_drop_in_errors():
     overparam.expand_params(jax.random.key(0), v["params"], [nobias])
 
 
-def _ac8(expansion, seed, x, y, steps=600):
+def _ac8(expansion, seeds, x, y, steps=600):
+  """(rho(K) at init, rho(K) trained, train accuracy), each (S,), seeds vmapped."""
   base, sites = _mlp(expansion)
-  k = jax.random.key(seed)
-  p0 = overparam.expand_params(k, base.init(k)["params"], sites)
 
   def forward(p):
     out = base.apply({"params": overparam.collapse_params(p, sites), "batch_stats": {}},
@@ -77,29 +82,31 @@ def _ac8(expansion, seed, x, y, steps=600):
 
   tx = optax.adam(1e-3)
 
-  @jax.jit
-  def train(p):
+  def one(k):
+    p0 = overparam.expand_params(k, base.init(k)["params"], sites)
+
     def step(s, _):
       p, o = s
       g = jax.grad(loss)(p)
       u, o = tx.update(g, o, p)
       return (optax.apply_updates(p, u), o), None
-    (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), None, length=steps)
-    f0, f1 = forward(p0)[1], forward(p)[1]
+    (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), None, length=steps)
     acc = jnp.mean(jnp.argmax(forward(p)[0], 1) == y)
-    return rank.gram_entropy_rank(f0), rank.gram_entropy_rank(f1), acc
+    return (rank.gram_entropy_rank(forward(p0)[1]), rank.gram_entropy_rank(forward(p)[1]),
+            acc)
 
-  return [float(a) for a in train(p0)]
+  keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
+  return [np.asarray(a) for a in jax.jit(jax.vmap(one))(keys)]
 
 
 def test_ac8_expansion_lowers_embedding_rank():
-  """AC8: rho(K) of the penultimate features at d=4 below d=1 by > 0.2, at init and
-  after 600 full-batch Adam steps (observed in the spec: 2.11/1.95 vs 1.69/1.58)."""
+  """AC8: mean over 3 seeds of rho(K) of the penultimate features at d=4 below d=1 by
+  > 0.2, at init and after 600 full-batch Adam steps (spec: 2.11/1.95 vs 1.69/1.58)."""
   x, y = _teacher_data(jax.random.key(42))
-  r1, r4 = _ac8(1, 0, x, y), _ac8(4, 0, x, y)
-  assert r1[0] - r4[0] > 0.2, (r1, r4)
-  assert r1[1] - r4[1] > 0.2, (r1, r4)
-  assert r1[2] > 0.5 and r4[2] > 0.5  # both actually trained
+  r1, r4 = _ac8(1, 3, x, y), _ac8(4, 3, x, y)
+  assert r1[0].mean() - r4[0].mean() > 0.2, (r1, r4)
+  assert r1[1].mean() - r4[1].mean() > 0.2, (r1, r4)
+  assert (r1[2] > 0.5).all() and (r4[2] > 0.5).all()  # both actually trained
 
 
 def test_overparam_experiment_tiny(tmp_path):
