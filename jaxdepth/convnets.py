@@ -298,6 +298,7 @@ def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Netwo
 
   def apply_fn(variables: dict, x, train: bool = False):
     p, st = variables["params"], variables["batch_stats"]
+    x = x.astype(p["stem"]["w"].dtype)  # compute in the parameters' dtype (float32)
     expected = tuple(spatial) + (c_in,)
     x = x.reshape(x.shape[:1] + expected) if x.ndim == 2 and len(input_shape) == 1 else x
     if tuple(x.shape[1:]) != expected:

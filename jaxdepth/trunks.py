@@ -160,6 +160,7 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
     p, st = variables["params"], variables["batch_stats"]
     if tuple(x.shape[1:]) != shape:
       raise ValueError(f"resnet18_top built for inputs {shape}, got batch {x.shape}")
+    x = x.astype(p["stem"]["w"].dtype)  # compute in the parameters' dtype (float32)
     batch = x.shape[0]
     new_st = {}
 

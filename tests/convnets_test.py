@@ -22,8 +22,8 @@ def _cfg(depth=3, width=4, batchnorm=True, init="kaiming", head="gap", conv_impl
                                                   ((3, 9, 2), 3, 2, 1)])
 def test_patch_conv_equals_xla_conv(x_shape, k, stride, pad):
   nd = len(x_shape) - 2
-  x = jax.random.normal(jax.random.key(0), x_shape)
-  w = jax.random.normal(jax.random.key(1), (k,) * nd + (x_shape[-1], 4))
+  x = jax.random.normal(jax.random.key(0), x_shape, jnp.float32)
+  w = jax.random.normal(jax.random.key(1), (k,) * nd + (x_shape[-1], 4), jnp.float32)
   f = lambda impl: lambda x, w: convnets.conv(x, w, stride, pad, impl)  # noqa: E731
   np.testing.assert_allclose(f("patches")(x, w), f("xla")(x, w), rtol=1e-5, atol=1e-5)
   g = lambda impl: jax.grad(lambda x, w: jnp.sum(jnp.sin(f(impl)(x, w))), (0, 1))  # noqa
@@ -100,9 +100,9 @@ def test_scan_equals_unrolled(use_bn, train, init, impl):
   v = net.init(jax.random.key(2))
   if use_bn:  # non-trivial running stats so eval mode is exercised
     v["batch_stats"] = jax.tree.map(
-        lambda a: a + 0.3 * jax.random.uniform(jax.random.key(9), a.shape),
+        lambda a: a + 0.3 * jax.random.uniform(jax.random.key(9), a.shape, a.dtype),
         v["batch_stats"])
-  x = jax.random.normal(jax.random.key(3), (5, 8, 8, 2))
+  x = jax.random.normal(jax.random.key(3), (5, 8, 8, 2), jnp.float32)
   with jax.numpy_rank_promotion("allow"):
     ref_logits, ref_feats = jax.jit(lambda v, x: _unrolled(v, x, depth, use_bn, train))(v, x)
   logits, (feats,), _ = jax.jit(lambda v, x: net.apply(v, x, train=train))(v, x)
@@ -114,7 +114,7 @@ def test_scan_equals_unrolled(use_bn, train, init, impl):
 def test_batchnorm_train_vs_eval():
   net = convnets.build_conv(_cfg(depth=3, width=3), (6, 6, 1), 2)
   v = net.init(jax.random.key(4))
-  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(5), (16, 6, 6, 1))
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(5), (16, 6, 6, 1), jnp.float32)
   fwd = jax.jit(net.apply, static_argnums=2)
   # Eval: running stats returned unchanged.
   _, _, s_eval = net.apply(v, x, False)
@@ -142,7 +142,7 @@ def test_vmap_over_runs_equals_loop():
   keys = jax.random.split(jax.random.key(6), 3)
   vs = jax.vmap(net.init)(keys)
   assert vs["params"]["hidden"]["w"].shape == (3, 2, 3, 3, 3, 3)
-  x = jax.random.normal(jax.random.key(7), (4, 6, 6, 1))
+  x = jax.random.normal(jax.random.key(7), (4, 6, 6, 1), jnp.float32)
   logits, (f,), s = jax.jit(jax.vmap(lambda v: net.apply(v, x, train=True)))(vs)
   for r in range(3):
     l_r, (f_r,), s_r = jax.jit(lambda v: net.apply(v, x, True))(net.init(keys[r]))

@@ -52,7 +52,7 @@ def test_top_scan_equals_unrolled_and_reference_embed(kind, impl):
   cfg = dict(TINY, top_kind=kind, top_depth=3, embed="reference", conv_impl=impl)
   net = trunks.build_resnet18_top(cfg, (8, 8, 3), 4)
   v = net.init(jax.random.key(3))
-  x = jax.random.normal(jax.random.key(4), (3, 8, 8, 3))
+  x = jax.random.normal(jax.random.key(4), (3, 8, 8, 3), jnp.float32)
   logits, feats, _ = jax.jit(lambda v, x: net.apply(v, x, False))(v, x)
   assert all(bool(jnp.all(f >= 0)) for f in feats[:6])  # post-ReLU stem/stages/pool
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), v["params"])
@@ -78,7 +78,7 @@ def test_batchnorm_modes_and_vmap_over_runs():
   net = trunks.build_resnet18_top(dict(TINY, top_depth=1), (8, 8, 1), 3)
   keys = jax.random.split(jax.random.key(5), 2)
   vs = jax.vmap(net.init)(keys)
-  x = jax.random.normal(jax.random.key(6), (4, 8, 8, 1))
+  x = jax.random.normal(jax.random.key(6), (4, 8, 8, 1), jnp.float32)
   run = jax.jit(jax.vmap(lambda v: net.apply(v, x, train=True)))
   logits, feats, stats = run(vs)
   for r in range(2):
