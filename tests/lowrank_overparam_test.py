@@ -32,7 +32,7 @@ def _mlp(expansion):
 
 def test_expanded_mlp_equals_sublayer_by_sublayer_application():
   base, sites = _mlp(3)
-  v = base.init(jax.random.key(0))
+  v = jax.jit(base.init)(jax.random.key(0))
   p = jax.jit(lambda k, v: overparam.expand_params(k, v, sites))(jax.random.key(1),
                                                                   v["params"])
   x = jax.random.normal(jax.random.key(2), (16, 32))
