@@ -26,13 +26,21 @@ def load_config(path: str, overrides: list[str]):
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", default=path, flag_values=fv,
                                   lock_config=True)
+  argv = ["jaxdepth", f"--config={path}", *overrides]
+  saved = sys.argv
   try:
-    fv(["jaxdepth", f"--config={path}", *overrides])
-  except flags.Error as e:  # unknown field, unparsable value
-    msg = str(e).splitlines()[0]
-    field = next((o.split("=")[0][len("--config."):] for o in overrides
-                  if o.startswith("--config.") and o.split("=")[0][9:] in msg), "config")
+    sys.argv = argv  # config_flags reads sys.argv to register the override flags
+    fv(argv)
+  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    keys = [o.split("=")[0][len("--config."):] for o in overrides
+            if o.startswith("--config.")]
+    field = next((k for k in keys if k in msg or k.split(".")[-1] in msg), "config")
+    if isinstance(e, (AttributeError, KeyError)):
+      msg = f"unknown field {field!r} (not in {path})"
     raise ConfigError(field, msg) from None
+  finally:
+    sys.argv = saved
   return fv.config
 
 
