@@ -86,7 +86,7 @@ LAYER_PANELS = PANELS[:4]
 def layers_by_figure(runs, key: str, path: str, title: str) -> str:
   """Per-layer NCC accuracy and CDNV, one curve per value of ``key`` (depth or width),
   at the lowest label noise: how collapse at each layer changes along a sweep."""
-  runs = _ok(runs)
+  runs = _ok(runs) or runs  # all diverged: draw them anyway (NaN curves)
   p0 = min(r["label_noise"] for r in runs)
   fig, axes = plotting.subplots(len(LAYER_PANELS), ncols=4)
   for ax, (k, label, log) in zip(axes, LAYER_PANELS):
@@ -103,7 +103,7 @@ def layers_by_figure(runs, key: str, path: str, title: str) -> str:
 def noise_figure(runs, path: str, title: str, eps_list) -> str:
   """Effective depth (each eps) and per-layer NCC train/test accuracy against the
   fraction p of corrupted labels; one curve per layer, mean and min-max over seeds."""
-  runs = _ok(runs)
+  runs = _ok(runs) or runs  # all diverged: draw them anyway (NaN curves)
   by_noise = _group(runs, "label_noise")
   ps = [p for (p,) in by_noise]
   fig, axes = plotting.subplots(4, ncols=4)
