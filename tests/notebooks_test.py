@@ -25,7 +25,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
   monkeypatch.setenv("JAXDEPTH_TINY", "1")
   monkeypatch.setenv("JAXDEPTH_WORKDIR", str(tmp_path))
   monkeypatch.setenv("PYTHONPATH", ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
   client = NotebookClient(nb, timeout=600, kernel_name="python3",
                           resources={"metadata": {"path": str(tmp_path)}})
   client.execute()
