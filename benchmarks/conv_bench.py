@@ -155,7 +155,7 @@ def spawn(kind: str, a, **over) -> dict:
     cmd += [f"--{k}", str(v)]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user's run
-  out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+  out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
   if out.returncode != 0:
     return {"error": out.stderr.strip().splitlines()[-1] if out.stderr else "failed"}
   return json.loads(out.stdout.strip().splitlines()[-1])

@@ -16,7 +16,7 @@ already normalized, so black is ``-mean / std`` per channel; pass it as ``fill``
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

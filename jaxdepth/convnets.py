@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,10 +56,7 @@ BN_EPS = 1e-5
 
 def _get(cfg, name: str, default: Any) -> Any:
   """Field of a ConfigDict or dict, with a default for family-specific fields."""
-  try:
-    return cfg[name] if name in cfg else default
-  except TypeError:
-    return getattr(cfg, name, default)
+  return cfg.get(name, default)
 
 
 class Init(NamedTuple):

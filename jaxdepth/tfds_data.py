@@ -241,7 +241,7 @@ def load_digits(seed: int = 0, test_fraction: float = 0.25, as_image: bool = Tru
   test_idx = []
   for c in range(10):  # stratified: the same test fraction in every class
     idx = rng.permutation(np.flatnonzero(y == c))
-    test_idx.append(idx[: int(round(test_fraction * idx.size))])
+    test_idx.append(idx[: round(test_fraction * idx.size)])
   is_test = np.zeros(y.shape, bool)
   is_test[np.concatenate(test_idx)] = True
   tr, te = rng.permutation(np.flatnonzero(~is_test)), rng.permutation(np.flatnonzero(is_test))

@@ -34,14 +34,24 @@ BatchNorm and initializations: as in jaxdepth.convnets (Flax momentum 0.9, eps 1
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdepth.convnets import (INITS, _get, batchnorm, bias_spec, bn_specs, conv,
-                               materialize, out_size, resolve_conv_impl, weight_spec)
+from jaxdepth.convnets import (
+  INITS,
+  _get,
+  batchnorm,
+  bias_spec,
+  bn_specs,
+  conv,
+  materialize,
+  out_size,
+  resolve_conv_impl,
+  weight_spec,
+)
 from jaxdepth.nets import Network
 from jaxdepth.validate import ConfigError
 

@@ -1,5 +1,6 @@
 """CONV-L-H: shapes, scanned == unrolled, BN train/eval semantics, vmap over runs."""
 
+import functools
 import math
 
 import jax
@@ -24,9 +25,13 @@ def test_patch_conv_equals_xla_conv(x_shape, k, stride, pad):
   nd = len(x_shape) - 2
   x = jax.random.normal(jax.random.key(0), x_shape, jnp.float32)
   w = jax.random.normal(jax.random.key(1), (k,) * nd + (x_shape[-1], 4), jnp.float32)
-  f = lambda impl: lambda x, w: convnets.conv(x, w, stride, pad, impl)  # noqa: E731
+  def f(impl):
+    return lambda x, w: convnets.conv(x, w, stride, pad, impl)
+
   np.testing.assert_allclose(f("patches")(x, w), f("xla")(x, w), rtol=1e-5, atol=1e-5)
-  g = lambda impl: jax.grad(lambda x, w: jnp.sum(jnp.sin(f(impl)(x, w))), (0, 1))  # noqa
+  def g(impl):
+    return jax.grad(lambda x, w: jnp.sum(jnp.sin(f(impl)(x, w))), (0, 1))
+
   for a, b in zip(g("patches")(x, w), g("xla")(x, w)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -41,7 +46,7 @@ def test_forward_shapes_and_layer_count(shape, feat_spatial, batchnorm):
   v = jax.eval_shape(net.init, jax.random.key(0))
   x = jax.ShapeDtypeStruct((6,) + shape, jnp.float32)
   for train in (True, False):
-    logits, feats, stats = jax.eval_shape(lambda v, x: net.apply(v, x, train), v, x)
+    logits, feats, stats = jax.eval_shape(functools.partial(net.apply, train=train), v, x)
     assert logits.shape == (6, c)
     assert len(feats) == 1
     assert feats[0].shape == (depth, 6, math.prod(feat_spatial) * width)

@@ -1,5 +1,6 @@
 """Loaders through tfds.testing.mock_data (same code path as real data), and digits."""
 
+import functools
 import sys
 
 import numpy as np
@@ -150,7 +151,7 @@ def test_paper_configs_validate_and_build(name):
                      tfds_data.num_classes(c.dataset))
     v = jax.eval_shape(net.init, jax.random.key(0))
     x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)
-    logits, feats, _ = jax.eval_shape(lambda v, x: net.apply(v, x, False), v, x)
+    logits, feats, _ = jax.eval_shape(functools.partial(net.apply, train=False), v, x)
     assert logits.shape == (2, tfds_data.num_classes(c.dataset))
     assert sum(f.shape[0] for f in feats) == net.num_layers
 
@@ -169,5 +170,5 @@ def test_tiny_mnist_conv_run_end_to_end_on_mock_data(tmp_path):
   c.augment = ("crop", "flip")
   with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
     train.run(c, str(tmp_path))
-  run = json.load(open(tmp_path / "summary.json"))["runs"][0]
+  run = json.loads((tmp_path / "summary.json").read_text())["runs"][0]
   assert len(run["ncc_train_acc"]) == 2 and run["layers"] == ["conv1", "conv2"]

@@ -88,8 +88,8 @@ def test_batchnorm_modes_and_vmap_over_runs():
     np.testing.assert_allclose(logits[r], l_r, rtol=1e-3, atol=1e-4)
     for a, b in zip(feats, f_r):
       np.testing.assert_allclose(a[r], b, rtol=1e-3, atol=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[r], b, rtol=1e-3, atol=1e-5),
-                 stats, s_r)
+    for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(s_r)):
+      np.testing.assert_allclose(a[r], b, rtol=1e-3, atol=1e-5)
     # Eval mode: stats untouched; train mode moved the stem running mean.
     def eval_keeps_stats(v):
       assert net.apply(v, x, False)[2] is v["batch_stats"]
