@@ -64,9 +64,9 @@ def make_augment(kinds: Sequence[str], pad: int = 4,
   kinds = tuple(kinds)
   bad = [k for k in kinds if k not in KINDS]
   if bad:
-    raise ConfigError("data.augment", f"unknown kind {bad[0]!r}; allowed: {', '.join(KINDS)}")
+    raise ConfigError("augment", f"unknown kind {bad[0]!r}; allowed: {', '.join(KINDS)}")
   if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-    raise ConfigError("data.augment_pad", f"must be an integer >= 0, got {pad!r}")
+    raise ConfigError("augment", f"crop padding must be an integer >= 0, got {pad!r}")
   fill_c = jnp.atleast_1d(jnp.asarray(fill, jnp.float32))
 
   def augment(key, x_BxHxWxC, train: bool = True):

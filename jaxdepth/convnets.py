@@ -54,6 +54,15 @@ BN_EPS = 1e-5
 # Building blocks shared with jaxdepth/trunks.py (ResNet-18).
 
 
+# Config field names in errors: the collapse schema (configs/common.py) keeps family,
+# depth, width, batchnorm and init at the top level and family extras under model.
+TOP_LEVEL = ("family", "depth", "width", "batchnorm", "init")
+
+
+def field_name(name: str) -> str:
+  return name if name in TOP_LEVEL else f"model.{name}"
+
+
 def _get(cfg, name: str, default: Any) -> Any:
   """Field of a ConfigDict or dict, with a default for family-specific fields."""
   return cfg.get(name, default)
@@ -76,7 +85,7 @@ def weight_spec(shape: Sequence[int], fan_in: int, init: str, relu: bool = True)
     return Init("normal", tuple(shape), math.sqrt((2.0 if relu else 1.0) / fan_in))
   if init == "pytorch":
     return Init("uniform", tuple(shape), 1.0 / math.sqrt(fan_in))
-  raise ConfigError("model.init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+  raise ConfigError("init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
 
 
 def bias_spec(shape: Sequence[int], fan_in: int, init: str) -> Init:
@@ -216,7 +225,7 @@ def _conv_dims(input_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
   if len(shape) in (2, 3):
     return shape[:-1], shape[-1]
   raise ConfigError(
-      "model.family",
+      "family",
       f"conv needs per-example inputs (T,), (T, C) or (H, W, C); got shape {shape}")
 
 
@@ -226,10 +235,10 @@ def validate_model(model_cfg) -> None:
   depth, width = _get(model_cfg, "depth", None), _get(model_cfg, "width", None)
   for field, v in (("depth", depth), ("width", width)):
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-      raise ConfigError(f"model.{field}", f"must be an integer >= 1, got {v!r}")
+      raise ConfigError(field, f"must be an integer >= 1, got {v!r}")
   init = _get(model_cfg, "init", "kaiming")
   if init not in INITS:
-    raise ConfigError("model.init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+    raise ConfigError("init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
   head = _get(model_cfg, "head", "gap")
   if head not in HEADS:
     raise ConfigError("model.head", f"unknown value {head!r}; allowed: {', '.join(HEADS)}")
@@ -259,7 +268,7 @@ def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Netwo
   spatial, c_in = _conv_dims(input_shape)
   nd = len(spatial)
   if min(spatial) < 1:
-    raise ConfigError("data.name", f"input shape {tuple(input_shape)} has an empty axis")
+    raise ConfigError("dataset", f"input shape {tuple(input_shape)} has an empty axis")
   feat_spatial = tuple(out_size(n, 3, 2, 1) for n in spatial)
   feat_dim = math.prod(feat_spatial) * width
   head_in = width if head == "gap" else feat_dim

@@ -30,6 +30,7 @@ No augmentation here: see jaxdepth.augment (training only).
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -76,13 +77,13 @@ class DatasetUnavailable(ConfigError):
   """The dataset is not prepared locally and cannot be prepared now (one line)."""
 
   def __init__(self, message: str):
-    super().__init__("data.name", message)
+    super().__init__("dataset", message)
 
 
 def _check_name(name: str) -> TfdsInfo:
   if name not in KNOWN_TFDS:
     known = ", ".join(sorted(KNOWN_TFDS) + list(EMBEDDED))
-    raise ConfigError("data.name", f"unknown dataset {name!r}; known: {known}")
+    raise ConfigError("dataset", f"unknown dataset {name!r}; known: {known}")
   return KNOWN_TFDS[name]
 
 
@@ -119,8 +120,15 @@ def _builder(name: str, data_dir: str | None, download: bool):
   """TFDS builder whose data is prepared; prepares it if ``download``, else raises."""
   import tensorflow_datasets as tfds
 
-  builder = tfds.builder(name, data_dir=data_dir)
-  if builder.is_prepared():
+  absl_log = logging.getLogger("absl")
+  level = absl_log.level
+  absl_log.setLevel(logging.ERROR)  # probing a missing dataset logs warnings: keep 1 line
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    prepared = builder.is_prepared()
+  finally:
+    absl_log.setLevel(level)
+  if prepared:
     return builder
   searched = str(builder.data_dir)
   hint = f"prepare it with: {prepare_command(name, data_dir)}"

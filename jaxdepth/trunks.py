@@ -47,6 +47,7 @@ from jaxdepth.convnets import (
   bias_spec,
   bn_specs,
   conv,
+  field_name,
   materialize,
   out_size,
   resolve_conv_impl,
@@ -81,12 +82,12 @@ def validate_model(model_cfg) -> None:
                               ("top_hidden", 50, 1)):
     v = _get(model_cfg, field, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-      raise ConfigError(f"model.{field}", f"must be an integer >= {low}, got {v!r}")
+      raise ConfigError(field_name(field), f"must be an integer >= {low}, got {v!r}")
   for field, default, allowed in (("init", "kaiming", INITS), ("top_kind", "res", TOP_KINDS),
                                   ("embed", "post", EMBEDS)):
     v = _get(model_cfg, field, default)
     if v not in allowed:
-      raise ConfigError(f"model.{field}",
+      raise ConfigError(field_name(field),
                         f"unknown value {v!r}; allowed: {', '.join(allowed)}")
 
 
@@ -116,7 +117,7 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
   validate_model(model_cfg)
   shape = tuple(int(d) for d in input_shape)
   if len(shape) != 3 or min(shape) < 1:
-    raise ConfigError("model.family",
+    raise ConfigError("family",
                       f"resnet18_top needs images (H, W, C); got per-example shape {shape}")
   width = int(_get(model_cfg, "width", 64))
   top_depth = top_depth_of(model_cfg)

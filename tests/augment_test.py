@@ -75,7 +75,7 @@ def test_pad_value_is_black_and_bad_kinds():
   mean, std = tfds_data.KNOWN_TFDS["cifar10"].stats
   np.testing.assert_allclose(np.asarray(tfds_data.pad_value("cifar10")) * std + mean, 0.0,
                              atol=1e-7)
-  with pytest.raises(ConfigError, match="data.augment"):
+  with pytest.raises(ConfigError, match="config.augment"):
     augment.make_augment(("crop", "rotate"))
   with pytest.raises(ValueError, match="images"):
     augment.make_augment(("flip",))(jax.random.key(0), jnp.ones((4, 40)))

@@ -168,11 +168,11 @@ def test_pytorch_init_bounds():
 
 
 def test_bad_inputs():
-  with pytest.raises(ConfigError, match="model.depth"):
+  with pytest.raises(ConfigError, match="config.depth"):
     convnets.build_conv(_cfg(depth=0), (8, 8, 1), 10)
   with pytest.raises(ConfigError, match="model.conv_impl"):
     convnets.build_conv(_cfg(conv_impl="cudnn"), (8, 8, 1), 10)
-  with pytest.raises(ConfigError, match="model.init"):
+  with pytest.raises(ConfigError, match="config.init"):
     convnets.build_conv(_cfg(init="xavier"), (8, 8, 1), 10)
   with pytest.raises(ConfigError, match="conv needs"):
     convnets.build_conv(_cfg(), (2, 8, 8, 1), 10)

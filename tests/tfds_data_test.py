@@ -93,7 +93,7 @@ def test_unknown_name_lists_known():
   with pytest.raises(ConfigError) as e:
     tfds_data.load_tfds("imagenet2012")
   msg = _one_line(e.value)
-  assert msg.startswith("config.data.name:")
+  assert msg.startswith("config.dataset:")
   for name in list(tfds_data.KNOWN_TFDS) + ["digits"]:
     assert name in msg
   with pytest.raises(ConfigError, match="data.normalization"):
