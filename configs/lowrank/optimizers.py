@@ -2,7 +2,10 @@
 
 jaxdepth train --config configs/lowrank/optimizers.py --workdir runs/lr_optimizers
 
-Runtime: a few minutes on a 2-core CPU (6 optimizers x 4 depths, 3 seeds vmapped).
+Runtime: measured 132 s CPU, 6 min wall on a loaded 2-core machine (6 optimizers
+x 4 depths, 3 seeds vmapped). Measured converged rho at d = 1 -> 8: SGD 1.64 -> 1.19,
+Nesterov 1.62 -> 1.06, Adam 1.67 -> 0.88, L-BFGS 1.62 -> 0.85, random search
+1.87 -> 1.68, ES 1.81 -> 1.37 (ES not monotone: 1.28 at d=4).
 Expected: for every optimizer, deeper networks converge to a lower rho(W_e) on the
 under-determined rank-2 regression (rho(W*) = log 2); the gradient-free methods
 (random search, evolution strategy) show it too, though they fit less tightly.

@@ -3,13 +3,14 @@
 
 jaxdepth train --config configs/lowrank/regression.py --workdir runs/lr_regression
 
-Runtime: a few minutes on a 2-core CPU (nine depths, 2 targets x 3 seeds vmapped,
-4000 full-batch GD steps each). Expected: on the rank-4 target (rho(W*) = log 4 =
-1.386) the training loss is near 0 up to moderate depth and the converged
-rho(W_e) falls with depth (about 2.3 at d=1 to about 1.8 at d=8) towards rho(W*);
-rho at init falls with depth. On the full-rank target (rho about 3.2) deep networks
-stall at a high training loss within the budget and their converged rho falls below
-rho(W*). Outputs: summary.json, metrics.jsonl, regression.png.
+Runtime: measured 59 s CPU, 144 s wall on a loaded 2-core machine (nine depths,
+2 targets x 3 seeds vmapped, 4000 full-batch GD steps each). Measured: on the rank-4
+target (rho(W*) = log 4 = 1.386) train loss < 1e-3 at every depth and the converged
+rho(W_e) falls 2.38 / 2.21 / 1.91 / 1.59 / 1.44 at d = 1 / 4 / 8 / 16 / 32 towards rho(W*);
+rho at init falls with depth. On the full-rank target (rho 3.25) the final train
+loss grows with depth (4e-5 at d=1, 0.075 at d=16, 0.19 at d=32) and the converged rho
+falls to 2.11, well below rho(W*). Test loss is not U-shaped here (0.54 at d=1,
+0.81 at d=32; Gaussian inputs leave W* outside span(X_train) unidentifiable). Outputs: summary.json, metrics.jsonl, regression.png.
 Tiny CI setting: append ":tiny" to the config path.
 """
 

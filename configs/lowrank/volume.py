@@ -2,8 +2,9 @@
 
 jaxdepth train --config configs/lowrank/volume.py --workdir runs/lr_volume
 
-Runtime: about 10 s on a 2-core CPU (1000 draws, n=16, five depths, float64).
-Expected: mean rho falls with depth (about 2.5 at d=1 to about 1.3 at d=16) and the
+Runtime: measured 14 s CPU (29 s wall on a loaded 2-core machine), 1000 draws,
+n=16, five depths, float64. Measured: mean rho 2.54 / 2.35 / 2.05 / 1.63 / 1.13 for
+d = 1 / 2 / 4 / 8 / 16 (std 0.03 to 0.19), and the
 fraction of draws below every threshold is non-decreasing in depth; the uniform
 distribution (--config.distribution=uniform) gives nearly the same histograms.
 Outputs: summary.json (per depth mean_rho, std_rho, frac_below per threshold),

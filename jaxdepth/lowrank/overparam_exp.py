@@ -89,8 +89,11 @@ def validate_model(model_cfg) -> None:
     module.validate_model({**model_cfg, "family": MODELS[base]})
 
 
-def build_expanded(model_cfg, input_shape, num_classes) -> nets.Network:
-  """The core network of ``model_cfg['base']`` with every layer linearly expanded."""
+def build_expanded(model_cfg, input_shape, num_classes
+                   ) -> tuple[nets.Network, list[overparam.Site]]:
+  """The core network of ``model_cfg['base']`` with every layer linearly expanded,
+  and its expansion sites. apply collapses the factors, then runs the core network
+  (exact, and the same gradients as applying the sub-layers one by one)."""
   base_cfg = {**model_cfg, "family": MODELS[model_cfg["base"]]}
   base = nets.build(base_cfg, input_shape, num_classes)
   shapes = jax.eval_shape(base.init, jax.random.key(0))["params"]
@@ -108,8 +111,9 @@ def build_expanded(model_cfg, input_shape, num_classes) -> nets.Network:
     return base.apply({"params": plain, "batch_stats": variables["batch_stats"]}, x,
                       train)
 
-  net = nets.Network(init_fn, apply_fn, base.num_layers, base.layer_names)
-  return net._replace(init=jax.jit(init_fn)), site_list
+  # init is jitted: eagerly, every random call would compile on its own.
+  net = nets.Network(jax.jit(init_fn), apply_fn, base.num_layers, base.layer_names)
+  return net, site_list
 
 
 def _build_family(model_cfg, input_shape, num_classes) -> nets.Network:
