@@ -52,13 +52,32 @@ def _per_layer(fn, groups, *args):
           zip(groups, zip(*args) if args else [()] * len(groups))]
 
 
-def gram_rank(phi_NxD) -> jax.Array:
-  """rho of the Gram matrix Phi Phi^T from the eigenvalues of the smaller of Phi^T Phi
-  (D x D) and Phi Phi^T (N x N): the same non-zero spectrum, much cheaper than an SVD
-  of Phi for every layer and run."""
+def gram_matrix(phi_NxD) -> jax.Array:
+  """The smaller of Phi^T Phi (D x D) and Phi Phi^T (N x N): same non-zero spectrum
+  as the Gram matrix K = Phi Phi^T, whose effective rank is reported."""
   n, d = phi_NxD.shape
-  g = phi_NxD.T @ phi_NxD if d <= n else phi_NxD @ phi_NxD.T
-  return rank.entropy_from_singular_values(jnp.maximum(jnp.linalg.eigvalsh(g), 0.0))
+  return phi_NxD.T @ phi_NxD if d <= n else phi_NxD @ phi_NxD.T
+
+
+def finalize(out: dict) -> dict:
+  """Host side: replace the Gram matrices ``gram_*`` by effective ranks ``rank_*``.
+
+  rho(K) = entropy of the normalized eigenvalues of K (Huh et al. 2021), computed
+  with numpy float64 ``eigvalsh``. Done on the host because LAPACK calls inside the
+  large vmapped analysis program hung XLA:CPU (jax 0.10.2); works on any leading
+  axes (runs, layers).
+  """
+  out = dict(out)
+  for split in ("train", "test"):
+    g = out.pop(f"gram_{split}", None)
+    if g is None:
+      continue
+    ev = np.clip(np.linalg.eigvalsh(np.asarray(g, np.float64)), 0.0, None)
+    total = ev.sum(-1, keepdims=True)
+    p = np.divide(ev, total, out=np.zeros_like(ev), where=total > 0)
+    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    out[f"rank_{split}"] = np.where(total[..., 0] > 0, -plogp.sum(-1), np.nan)
+  return out
 
 
 def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
@@ -156,16 +175,19 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     corr_tr = jnp.concatenate(tr["correct"])  # (L, 3): all, clean, corrupted
     corr_te = jnp.concatenate(te["correct"])
     ncc_train = corr_tr[:, 0] / n_tr
-    err_L = 1.0 - ncc_train
+    # Compare integer error counts with eps * n (not 1 - acc in float32, which puts
+    # an error of exactly eps, e.g. 4/400 at 0.01, just above eps).
+    err_count_L = n_tr - corr_tr[:, 0]
+    thresh_E = eps_E * n_tr * (1 + 1e-6)
     # Gram-matrix effective rank of the embeddings of a fixed subset.
-    def ranks(data: Batched):
+    def ranks(data: Batched):  # Gram matrices of the first rank_samples examples
       # Padding rows are zeroed: zero rows leave the non-zero singular values as
       # they are, so the rank is that of the first min(k, N) real examples.
       k = min(rank_samples, data.x.shape[0] * data.x.shape[1])
       xs = data.x.reshape(-1, *data.x.shape[2:])[:k]
       m = data.mask.reshape(-1)[:k].astype(jnp.float32)
       _, gs = forward(variables, xs)
-      return jnp.concatenate([jax.vmap(gram_rank)(g * m[None, :, None]) for g in gs])
+      return [jax.vmap(gram_matrix)(g * m[None, :, None]) for g in gs]
 
     return {
         "ncc_train_acc": ncc_train,
@@ -178,12 +200,22 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         "degenerate_pairs_test": cd_te.num_degenerate_pairs,
         "empty_classes_train": cd_tr.num_empty_classes[0],
         "empty_classes_test": cd_te.num_empty_classes[0],
-        "rank_train": ranks(train), "rank_test": ranks(test),
-        "effective_depth": jax.vmap(lambda e: collapse.effective_depth(err_L, e))(eps_E),
+        # Gram matrices per layer; analysis.finalize() turns them into ranks.
+        "gram_train": _stack(ranks(train)), "gram_test": _stack(ranks(test)),
+        "effective_depth": jax.vmap(
+            lambda t: collapse.effective_depth(err_count_L, t))(thresh_E),
         "effective_depth_suffix": jax.vmap(
-            lambda e: collapse.effective_depth_suffix(err_L, e))(eps_E),
+            lambda t: collapse.effective_depth_suffix(err_count_L, t))(thresh_E),
         "train_loss": tr["loss"] / n_tr, "train_acc": tr["acc"] / n_tr,
         "test_loss": te["loss"] / n_te, "test_acc": te["acc"] / n_te,
     }
 
   return analyze
+
+
+def _stack(grams):
+  """Layer groups of Gram matrices as one (L, m, m) array (groups may differ in m:
+  then each is zero-padded, which leaves the non-zero spectrum unchanged)."""
+  m = max(g.shape[-1] for g in grams)
+  return jnp.concatenate([jnp.pad(g, ((0, 0), (0, m - g.shape[-1]), (0, m - g.shape[-1])))
+                          for g in grams])

@@ -253,7 +253,8 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
                     analysis.relabel(train_b, chosen_N), test_b)
 
   analyze_jit = jax.jit(jax.vmap(analyze_run, in_axes=(0, 0, 0, None, None)))
-  analyze_all = lambda s, y, c: analyze_jit(s, y, c, train_b, test_b)  # noqa: E731
+  analyze_all = lambda s, y, c: analysis.finalize(  # noqa: E731
+      jax.device_get(analyze_jit(s, y, c, train_b, test_b)))
   return Program(network, init_all, epoch_all, analyze_all, spe)
 
 
@@ -293,7 +294,7 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
                "num_corrupted": np.asarray(chosen.sum(1)).tolist()}
 
   def evaluate(epoch):
-    out = jax.device_get(prog.analyze(state, labels, chosen))
+    out = prog.analyze(state, labels, chosen)
     out["diverged"] = ~np.asarray(_tree_finite(state.params))
     if metrics is not None:
       metrics.write({"step": epoch * prog.steps_per_epoch, "epoch": epoch, "depth": depth,

@@ -41,8 +41,8 @@ def test_streamed_analysis_matches_numpy(setup):
   tr_b = analysis.batch_pad(x_tr, y_tr, 64)
   te_b = analysis.batch_pad(x_te, y_te, 64)
   an = analysis.make_analyzer(net, C, eps, rank_samples=100)
-  out = jax.jit(an)(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
-                    analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b)
+  out = analysis.finalize(jax.jit(an)(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+                                     analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b))
   logits_tr, (f_tr,), _ = net.apply(v, x_tr, train=False)
   logits_te, (f_te,), _ = net.apply(v, x_te, train=False)
   f_tr, f_te = np.asarray(f_tr, np.float64), np.asarray(f_te, np.float64)
@@ -78,8 +78,8 @@ def test_batch_size_does_not_change_results(setup):
   for b in (50, 230, 1000):
     tr_b, te_b = analysis.batch_pad(x_tr, y_tr, b), analysis.batch_pad(x_te, y_te, b)
     an = analysis.make_analyzer(net, C, (0.01,), rank_samples=50)
-    outs.append(an(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
-                   analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b))
+    outs.append(analysis.finalize(an(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+                                     analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b)))
   for o in outs[1:]:
     for k in ("ncc_train_acc", "ncc_test_acc", "train_acc"):
       np.testing.assert_allclose(o[k], outs[0][k], atol=1e-6)
