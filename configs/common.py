@@ -18,6 +18,7 @@ def base() -> ml_collections.ConfigDict:
       data_dir="",              # tfds data_dir ('' = tfds default)
       download=False,           # tfds: download_and_prepare when missing
       normalization="dataset",  # tfds: dataset | reference (authors' code) | computed
+      pad_to_32=True,           # tfds: zero-pad MNIST/Fashion-MNIST 28 -> 32 (reference)
   ))
   c.family = "mlp"              # mlp | conv | resnet18_top
   c.depth = 8                   # L, number of studied layers (a shape: one compile each)

@@ -78,7 +78,8 @@ def load(cfg) -> Dataset:
                                  as_image=d.get("as_image", True))
   return tfds_data.load_tfds(name, data_dir=d.get("data_dir") or None,
                              download=bool(d.get("download", False)),
-                             normalization=d.get("normalization", "dataset"))
+                             normalization=d.get("normalization", "dataset"),
+                             pad_to_32=d.get("pad_to_32", True))
 
 
 def subsample(ds: Dataset, num_train: int | None, num_test: int | None) -> Dataset:

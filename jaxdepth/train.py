@@ -87,6 +87,14 @@ def validate(config) -> None:
   module = nets.family_module(config.family)
   if hasattr(module, "validate_model"):
     module.validate_model(model_cfg(config, config.depth, config.width))
+  from jaxdepth import tfds_data
+  if config.dataset in tfds_data.KNOWN_TFDS:
+    # Offline and not prepared: one line naming the dataset, dir and command.
+    if not config.data.get("download", False):
+      tfds_data.check_available(config.dataset, config.data.get("data_dir") or None)
+    shape = tfds_data.image_shape(config.dataset, config.data.get("pad_to_32", True))
+    for d, w in shapes(config):  # building is cheap (no init); a misfit raises
+      nets.build(model_cfg(config, d, w), shape, tfds_data.num_classes(config.dataset))
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(config.batch_size <= n_train, "batch_size",
