@@ -203,13 +203,20 @@ def _final_params(workdir: str, tag: str):
 
 
 class _Tagged:
-  """Adds the model and expansion to every metrics record of the core trainer."""
+  """Adds the model and expansion to every metrics record of the core trainer and,
+  on a resumed run, skips records already logged (same model, expansion, step)."""
 
   def __init__(self, writer, model: str, expansion: int):
     self.writer, self.tag = writer, {"model": model, "expansion": expansion}
+    self.limit = -1
+    if os.path.exists(writer.path):
+      self.limit = max([r.get("step", -1) for r in writers.read_jsonl(writer.path)
+                        if r.get("model") == model and r.get("expansion") == expansion],
+                       default=-1)
 
   def write(self, record):
-    self.writer.write({**record, **self.tag})
+    if record["step"] > self.limit:
+      self.writer.write({**record, **self.tag})
 
 
 def run(config, workdir: str) -> dict:
