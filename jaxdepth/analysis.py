@@ -72,11 +72,13 @@ def finalize(out: dict) -> dict:
     g = out.pop(f"gram_{split}", None)
     if g is None:
       continue
-    ev = np.clip(np.linalg.eigvalsh(np.asarray(g, np.float64)), 0.0, None)
+    g = np.asarray(g, np.float64)
+    finite = np.isfinite(g).all(axis=(-2, -1))  # diverged runs: NaN rank, no crash
+    ev = np.clip(np.linalg.eigvalsh(np.where(finite[..., None, None], g, 0.0)), 0.0, None)
     total = ev.sum(-1, keepdims=True)
     p = np.divide(ev, total, out=np.zeros_like(ev), where=total > 0)
     plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    out[f"rank_{split}"] = np.where(total[..., 0] > 0, -plogp.sum(-1), np.nan)
+    out[f"rank_{split}"] = np.where(finite & (total[..., 0] > 0), -plogp.sum(-1), np.nan)
   return out
 
 
