@@ -5,10 +5,14 @@ jaxdepth train --config configs/lowrank/overparam.py --workdir runs/lr_overparam
 Every Linear/Conv layer is expanded into 2 or 4 linear sub-layers during training
 (collapsed for inference; expansion 1 = the network as-is) and trained by the core
 trainer on scikit-learn's digits (8x8 images), 3 seeds vmapped.
-Runtime: several minutes on a 2-core CPU (2 models x 3 expansions x 30 epochs).
-Expected: the collapsed weights of expanded networks have lower effective rank rho
-than the as-is network, and so do the per-layer embedding Gram ranks; accuracy
-changes are small on this dataset (the paper's gains are on natural images).
+Runtime: about 7 min CPU on a 2-core machine (2 models x 3 expansions x 30 epochs).
+Measured (3 seeds, lr / e): the collapsed weights get lower rho with expansion
+(MLP hidden layers 3.93 -> 3.74 -> 3.40 for e = 1 / 2 / 4, CONV hidden 4.14 -> 3.89 ->
+3.50); test accuracy barely moves (MLP 0.959 / 0.965 / 0.964, CONV 0.977 / 0.980 /
+0.969, train accuracy 1.0 everywhere). The per-layer embedding Gram ranks do NOT fall
+here: they are higher for expanded networks (MLP last layer 1.60 / 1.65 / 1.81), so
+summary.json's embedding-rank checks read False at this setting (AC8's synthetic
+setting, tested in tests/lowrank_overparam_test.py, does show the drop).
 Outputs: summary.json (per model/expansion: accuracies, per-layer rank_train /
 rank_test, per-layer weight_rho), metrics.jsonl, overparam.png, checkpoints/.
 Tiny CI setting: append ":tiny" to the config path.
