@@ -52,3 +52,38 @@ def base() -> ml_collections.ConfigDict:
   c.progress = True             # progress bar
   c.plots = True                # write PNG figures
   return c
+
+
+def paper_conv(dataset: str, augment: tuple = ()) -> ml_collections.ConfigDict:
+  """CONV-L-128 depth sweep on a TFDS dataset with the reference schedule (spec §10-§12).
+
+  Shared by configs/{mnist,fashion_mnist,svhn,cifar10}_conv.py, which differ only in
+  the dataset and the augmentation.
+  """
+  c = base()
+  c.dataset = dataset                 # a tfds name (see jaxdepth/tfds_data.py)
+  c.data.num_train = 0                # all training images
+  c.data.num_test = 0                 # all test images
+  c.data.download = True              # prepare with tfds when missing (needs internet)
+  c.family = "conv"                   # CONV-L-H: stem 3x3/2 conv + (L-1) scanned 3x3 convs
+  c.depth = 8                         # L (overridden by sweep_depths)
+  c.sweep_depths = (2, 4, 6, 8, 10, 12, 16)  # one compiled program per depth
+  c.width = 128                       # H channels (jaxdepth choice; paper's H unconfirmed)
+  c.batchnorm = True                  # conv -> BN -> ReLU in every layer
+  c.init = "kaiming"                  # He normal
+  c.model.head = "gap"                # global average pooling -> Linear(H -> 10)
+  c.num_seeds = 3                     # vmapped seeds
+  c.label_noise = (0.0,)              # clean labels (override for the noise sweep)
+  c.epochs = 100                      # proportionally scaled reference schedule (spec §11)
+  c.batch_size = 128
+  c.lr = 0.1                          # reference base learning rate
+  c.warmup_epochs = 1.0               # linear warm-up over the first epoch
+  c.milestones = (0.1, 0.2, 0.27, 0.5)  # reference 60/120/160/300 of 600 epochs
+  c.decay = 0.2                       # lr *= 0.2 at each milestone
+  c.weight_decay = 5e-4               # coupled L2, as PyTorch SGD
+  c.eval_every = 10                   # per-layer analysis every 10 epochs and at the end
+  c.checkpoint_every = 10
+  c.analysis_batch = 500              # streamed: 500 x 16*16*128 floats per layer at a time
+  c.rank_samples = 512
+  c.augment = augment                 # training-only augmentation
+  return c

@@ -39,35 +39,16 @@ FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnor
 def validate(config) -> None:
   """Check every field of a 'bound' config; raises ConfigError before any compute."""
   V.known_fields(config, FIELDS)
-  V.choice(config, "dataset", data.known_datasets())
-  V.choice(config, "family", tuple(nets.FAMILIES))
-  V.integer(config, "depth", 1)
-  V.integer(config, "width", 1)
-  V.choice(config, "init", ("kaiming", "pytorch"))
-  V.integer(config, "seed", 0)
+  train.validate_common(config, [(config.depth, config.width)])
   V.integer(config, "m", 1)
   V.integer(config, "num_draws", 1)
   V.integer(config, "num_clean_seeds", 1)
   V.integer(config, "num_noisy_seeds", 1)
   ps = V.numbers(config, "p", 0.0, 1.0, low_open=True, high_open=True)
   V.require(len(set(ps)) == len(ps), "p", f"duplicate values in {ps}")
-  V.choice(config, "noise_mode", ("flip", "uniform"))
   V.numbers(config, "alpha", 0.0, 1.0, high_open=True)
-  V.numbers(config, "eps", 0.0, 1.0, high_open=True)
-  V.integer(config, "epochs", 1)
-  V.integer(config, "batch_size", 1)
   V.require(config.batch_size <= config.m, "batch_size",
             f"batch_size {config.batch_size} is larger than m={config.m}")
-  V.number(config, "lr", 0.0, low_open=True)
-  V.number(config, "momentum", 0.0, 1.0, high_open=True)
-  V.number(config, "weight_decay", 0.0)
-  V.number(config, "warmup_epochs", 0.0)
-  V.choice(config, "schedule", ("step", "cosine", "constant"))
-  V.numbers(config, "milestones", 0.0, 1.0, low_open=True, high_open=True, nonempty=False)
-  V.number(config, "decay", 0.0, 1.0, low_open=True)
-  V.integer(config, "checkpoint_every", 1)
-  V.integer(config, "analysis_batch", 1)
-  V.integer(config, "rank_samples", 1)
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(2 * config.m <= n_train, "m",
@@ -75,8 +56,7 @@ def validate(config) -> None:
 
 
 def model_cfg(config) -> dict:
-  return dict(family=config.family, depth=config.depth, width=config.width,
-              batchnorm=config.batchnorm, init=config.init, **dict(config.model))
+  return train.model_cfg(config, config.depth, config.width)
 
 
 def grids(config) -> tuple[list[dict], list[dict]]:

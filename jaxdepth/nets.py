@@ -140,6 +140,8 @@ FAMILIES = {
     "mlp": "jaxdepth.nets:build_mlp",
     "conv": "jaxdepth.convnets:build_conv",
     "resnet18_top": "jaxdepth.trunks:build_resnet18_top",
+    # linearly over-parameterized MLP / CONV-L-H, collapsed in apply (Huh et al.)
+    "overparam": "jaxdepth.lowrank.overparam_exp:_build_family",
 }
 
 

@@ -50,19 +50,18 @@ FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnor
           "sweep_depths", "sweep_widths", "shard_runs", "progress", "plots")
 
 
-def validate(config) -> None:
-  """Check every field of a 'collapse' config; raises ConfigError before any compute."""
-  V.known_fields(config, FIELDS)
+def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
+  """Fields every trainer-based experiment shares: data, model, optimizer, analysis.
+
+  Raises ConfigError before any compute; ``shapes_`` are the (depth, width) pairs the
+  experiment will build (each is checked against the dataset's input shape).
+  """
   V.choice(config, "dataset", data.known_datasets())
   V.choice(config, "family", tuple(nets.FAMILIES))
   V.integer(config, "depth", 1)
   V.integer(config, "width", 1)
-  V.integers(config, "sweep_depths", 1, nonempty=False)
-  V.integers(config, "sweep_widths", 1, nonempty=False)
   V.choice(config, "init", ("kaiming", "pytorch"))
-  V.integer(config, "num_seeds", 1)
   V.integer(config, "seed", 0)
-  V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
   V.choice(config, "noise_mode", ("flip", "uniform"))
   V.integer(config, "epochs", 1)
   V.integer(config, "batch_size", 1)
@@ -74,13 +73,9 @@ def validate(config) -> None:
   V.numbers(config, "milestones", 0.0, 1.0, low_open=True, high_open=True, nonempty=False)
   V.number(config, "decay", 0.0, 1.0, low_open=True)
   V.numbers(config, "eps", 0.0, 1.0, high_open=True)
-  V.integer(config, "eval_every", 1)
   V.integer(config, "checkpoint_every", 1)
   V.integer(config, "analysis_batch", 1)
   V.integer(config, "rank_samples", 1)
-  for a in config.augment:
-    V.require(a in ("crop", "flip"), "augment",
-              f"unknown augmentation {a!r}; allowed: crop, flip")
   if "normalization" in config.data:
     V.choice(config, "data.normalization", ("dataset", "reference", "computed"))
   # Family-specific model fields (conv head, ResNet top layers, ...).
@@ -93,8 +88,22 @@ def validate(config) -> None:
     if not config.data.get("download", False):
       tfds_data.check_available(config.dataset, config.data.get("data_dir") or None)
     shape = tfds_data.image_shape(config.dataset, config.data.get("pad_to_32", True))
-    for d, w in shapes(config):  # building is cheap (no init); a misfit raises
+    for d, w in shapes_:  # building is cheap (no init); a misfit raises
       nets.build(model_cfg(config, d, w), shape, tfds_data.num_classes(config.dataset))
+
+
+def validate(config) -> None:
+  """Check every field of a 'collapse' config; raises ConfigError before any compute."""
+  V.known_fields(config, FIELDS)
+  V.integers(config, "sweep_depths", 1, nonempty=False)
+  V.integers(config, "sweep_widths", 1, nonempty=False)
+  validate_common(config, shapes(config))
+  V.integer(config, "num_seeds", 1)
+  V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
+  V.integer(config, "eval_every", 1)
+  for a in config.augment:
+    V.require(a in ("crop", "flip"), "augment",
+              f"unknown augmentation {a!r}; allowed: crop, flip")
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(config.batch_size <= n_train, "batch_size",

@@ -120,10 +120,6 @@ def _build_family(model_cfg, input_shape, num_classes) -> nets.Network:
   return build_expanded(model_cfg, input_shape, num_classes)[0]
 
 
-# The core trainer builds networks through nets.FAMILIES (name -> "module:function");
-# register the expanded family there (idempotent).
-nets.FAMILIES.setdefault(FAMILY, "jaxdepth.lowrank.overparam_exp:_build_family")
-
 
 # ------------------------------------------------------------------------ config
 
