@@ -182,13 +182,17 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     err_count_L = n_tr - corr_tr[:, 0]
     thresh_E = eps_E * n_tr * (1 + 1e-6)
     # Gram-matrix effective rank of the embeddings of a fixed subset.
-    def ranks(data: Batched):  # Gram matrices of the first rank_samples examples
+    def ranks(data: Batched, src):  # Gram matrices of the first rank_samples examples
       # Padding rows are zeroed: zero rows leave the non-zero singular values as
       # they are, so the rank is that of the first min(k, N) real examples.
-      k = min(rank_samples, data.x.shape[0] * data.x.shape[1])
-      xs = data.x.reshape(-1, *data.x.shape[2:])[:k]
+      nb, b = data.mask.shape
+      k = min(rank_samples, nb * b)
       m = data.mask.reshape(-1)[:k].astype(jnp.float32)
-      _, gs = forward(variables, xs)
+      if cache:  # reuse the cached embeddings: (NB, L, B, D) -> (L, NB*B, D)[:, :k]
+        gs = [jnp.moveaxis(g, 1, 0).reshape(g.shape[1], nb * b, -1)[:, :k]
+              for g in src[0][1]]
+      else:
+        _, gs = forward(variables, data.x.reshape(-1, *data.x.shape[2:])[:k])
       return [jax.vmap(gram_matrix)(g * m[None, :, None]) for g in gs]
 
     return {
@@ -203,7 +207,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         "empty_classes_train": cd_tr.num_empty_classes[0],
         "empty_classes_test": cd_te.num_empty_classes[0],
         # Gram matrices per layer; analysis.finalize() turns them into ranks.
-        "gram_train": _stack(ranks(train)), "gram_test": _stack(ranks(test)),
+        "gram_train": _stack(ranks(train, tr_src)), "gram_test": _stack(ranks(test, te_src)),
         "effective_depth": jax.vmap(
             lambda t: collapse.effective_depth(err_count_L, t))(thresh_E),
         "effective_depth_suffix": jax.vmap(
