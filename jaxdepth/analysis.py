@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdepth import collapse, rank
+from jaxdepth import collapse
 from jaxdepth.nets import Network
 
 

@@ -54,7 +54,7 @@ def test_validate_unknown_field():
 
 def test_checkpoint_metadata_names_every_run(trained):
   config, workdir, _ = trained
-  K, P, n = config.num_draws, len(config.p), config.num_noisy_seeds
+  K, n = config.num_draws, config.num_noisy_seeds
   loaded = bound_main.load(workdir)
   samples, dmeta = loaded["data"]
   for k in range(K):
