@@ -14,7 +14,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxdepth import collapse
 from jaxdepth.nets import Network
@@ -140,7 +139,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         c_b = jnp.stack([hit @ mf, hit @ (mf * (1 - sub)), hit @ (mf * sub)], axis=1)
         m2s.append(acc_m2 + m2_b)
         corrects.append(acc_c + c_b)
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, y_ncc)
+      ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y_ncc[:, None], axis=1)[:, 0]
       new = {"m2": m2s, "correct": corrects,
              "loss": carry["loss"] + jnp.sum(ce * mf),
              "acc": carry["acc"] + jnp.sum((jnp.argmax(logits, 1) == y_ncc) * mf)}

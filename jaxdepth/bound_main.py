@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth import bounds, ckpt, collapse, nets, writers
+from jaxdepth import analysis, bounds, ckpt, nets, writers
 from jaxdepth.validate import ConfigError
 
 FORMAT = 1
@@ -103,57 +103,16 @@ def make_ncc_program(network: nets.Network, num_classes: int):
   """jit(vmap over runs) of (variables, x_NBxB.., y_NBxB, mask_NBxB, test) ->
   (ncc_train_err_L, test_err).
 
-  Two streamed passes over a run's training set (class sums of centred features, then
-  NCC hits with the training means, spec §4) and one over the test set (the network's
-  own argmax). Centred at the mean of the first training batch, as the training-time
-  analysis, so both give the same numbers.
+  The training-time analysis itself (analysis.make_analyzer: streamed class means of
+  centred features, NCC with the training means, spec §4; the network's own argmax on
+  the test set), so recomputed errors equal the logged ones by construction.
   """
-  C = num_classes
-
-  def forward(v, x):
-    logits, groups, _ = network.apply(v, x, train=False)
-    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+  analyzer = analysis.make_analyzer(network, num_classes, eps=(0.0,), rank_samples=1)
 
   def one_run(v, x, y, mask, xt, yt, mt):
-    _, g0 = forward(v, x[0])
-    m0 = mask[0].astype(jnp.float32)
-    refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in g0]
-
-    def sums(carry, xs):
-      xb, yb, mb = xs
-      _, gs = forward(v, xb)
-      new = []
-      for (cnt, s), f, r in zip(carry, gs, refs):
-        c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, yb, C, r_, mb))(f, r)
-        new.append((cnt + c_b, s + s_b))
-      return new, None
-
-    init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
-            for r in refs]
-    carry, _ = jax.lax.scan(sums, init, (x, y, mask))
-    stats = [(cnt, jax.vmap(collapse.means_from_sums)(cnt, s)) for cnt, s in carry]
-
-    def hits(acc, xs):
-      xb, yb, mb = xs
-      _, gs = forward(v, xb)
-      out = []
-      for (cnt, mu), f, r in zip(stats, gs, refs):
-        pred = jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(
-            collapse.ncc_scores(f_, mu_, c_, r_), axis=1))(f, mu, cnt, r)
-        out.append(((pred == yb[None]) & mb[None]).sum(1))
-      return acc + jnp.concatenate(out), None
-
-    L = sum(r.shape[0] for r in refs)
-    correct_L, _ = jax.lax.scan(hits, jnp.zeros((L,), jnp.int32), (x, y, mask))
-
-    def test_hits(acc, xs):
-      xb, yb, mb = xs
-      logits, _ = forward(v, xb)
-      return acc + jnp.sum((jnp.argmax(logits, 1) == yb) & mb), None
-
-    test_correct, _ = jax.lax.scan(test_hits, jnp.zeros((), jnp.int32), (xt, yt, mt))
-    n, nt = mask.sum(), mt.sum()
-    return (n - correct_L) / n, (nt - test_correct) / nt
+    out = analyzer(v, analysis.Batched(x, y, mask), y, jnp.zeros(mask.shape, bool),
+                   analysis.Batched(xt, yt, mt))
+    return 1.0 - out["ncc_train_acc"], 1.0 - out["test_acc"]
 
   return jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0, None, None, None)))
 
