@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth import collapse
+from jaxdepth import collapse, rank
 from jaxdepth.nets import Network
 
 
@@ -45,12 +45,6 @@ def relabel(batched: Batched, labels_N) -> jax.Array:
   return jnp.concatenate([labels_N, jnp.zeros((pad,), labels_N.dtype)]).reshape(nb, b)
 
 
-def _per_layer(fn, groups, *args):
-  """Apply ``fn(feats_BxD, *args_g)`` to every layer of every group; concat on layers."""
-  return [jax.vmap(fn, in_axes=(0,) + (0,) * len(a))(f, *a) for f, a in
-          zip(groups, zip(*args) if args else [()] * len(groups))]
-
-
 def gram_matrix(phi_NxD) -> jax.Array:
   """The smaller of Phi^T Phi (D x D) and Phi Phi^T (N x N): same non-zero spectrum
   as the Gram matrix K = Phi Phi^T, whose effective rank is reported."""
@@ -74,10 +68,9 @@ def finalize(out: dict) -> dict:
     g = np.asarray(g, np.float64)
     finite = np.isfinite(g).all(axis=(-2, -1))  # diverged runs: NaN rank, no crash
     ev = np.clip(np.linalg.eigvalsh(np.where(finite[..., None, None], g, 0.0)), 0.0, None)
-    total = ev.sum(-1, keepdims=True)
-    p = np.divide(ev, total, out=np.zeros_like(ev), where=total > 0)
-    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    out[f"rank_{split}"] = np.where(finite & (total[..., 0] > 0), -plogp.sum(-1), np.nan)
+    with jax.enable_x64(True):  # element-wise only: no decomposition inside XLA
+      rho = np.asarray(rank.entropy_from_singular_values(ev))
+    out[f"rank_{split}"] = np.where(finite, rho, np.nan)
   return out
 
 
