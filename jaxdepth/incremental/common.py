@@ -60,6 +60,7 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
           variant: str = "") -> dict[int, runner.Result]:
   """Train every depth (a Python loop over compiled programs); save checkpoints + logs."""
   out = {}
+  os.makedirs(workdir, exist_ok=True)
   # Re-running in the same workdir starts over (no resume): drop this variant's old records.
   path, keep = os.path.join(workdir, "metrics.jsonl"), []
   if os.path.exists(path):
