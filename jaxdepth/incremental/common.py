@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from typing import Callable
 
 import jax
@@ -56,12 +57,56 @@ def seed_keys(config, purpose: int):
 Setup = Callable[[int], tuple]  # depth -> (problem, data, keys_S, thr_AxK, lr)
 
 
+def _fingerprint(config) -> dict:
+  """The config fields that determine a run's results (what a resume must match)."""
+  return {k: v for k, v in writers.config_to_dict(config).items()
+          if k not in writers.RESUME_SAFE_FIELDS}
+
+
+def _restore(workdir: str, sub: str, fingerprint: dict, problem: runner.Problem, data, keys_s,
+             scales, snapshots: bool) -> runner.Result | None:
+  """A finished depth's Result from its checkpoint, if it was saved by this same config."""
+  if not ckpt.has_checkpoints(workdir, sub):
+    return None
+  cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
+  try:
+    got = cp.restore()
+  finally:
+    cp.close()
+  if got is None:
+    return None
+  _, state, meta = got
+  if meta.get("config") != writers.to_jsonable(fingerprint) or "done" not in state:
+    return None  # an older or foreign checkpoint: train this depth again
+  # The params' NamedTuple type and 0-size fields (not saved) from an abstract init.
+  init_v = jax.vmap(jax.vmap(problem.init, in_axes=(None, 0, None)), in_axes=(0, None, 0))
+  template = jax.eval_shape(init_v, keys_s, np.asarray(scales, np.float64), data)
+  saved = state["params"]
+  params = type(template)(**{
+      k: np.asarray(saved[k]) if k in saved else np.zeros(t.shape, t.dtype)
+      for k, t in template._asdict().items()})
+  arr = {k: np.asarray(v) for k, v in state.items() if k != "params"}
+  return runner.Result(
+      steps_T=np.asarray(meta["steps_T"]), loss_SxIxT=arr["loss"],
+      logged_SxIxTxJ=arr["logged"], cross_t_SxIxAxK=arr["cross_t"],
+      cross_snap_SxIxAxKxK=arr["cross_snap"] if snapshots else None,
+      done_SxI=arr["done"].astype(bool), diverged_SxI=arr["diverged"].astype(bool),
+      stop_step_SxI=arr["stop_step"], params=params, wall_s=float(meta["wall_s"]),
+      steps_run=int(meta["steps_run"]))
+
+
 def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False,
           variant: str = "") -> dict[int, runner.Result]:
-  """Train every depth (a Python loop over compiled programs); save checkpoints + logs."""
+  """Train every depth (a Python loop over compiled programs); save checkpoints + logs.
+
+  Resuming works depth by depth: a depth whose checkpoint was written by the same
+  config (all fields but the resume-safe ones, e.g. ``progress``) is restored
+  instead of trained, so an interrupted sweep re-runs only the unfinished depths.
+  """
   out = {}
   os.makedirs(workdir, exist_ok=True)
-  # Re-running in the same workdir starts over (no resume): drop this variant's old records.
+  fingerprint = _fingerprint(config)
+  # metrics.jsonl is rewritten for this variant from the (trained or restored) results.
   path, keep = os.path.join(workdir, "metrics.jsonl"), []
   if os.path.exists(path):
     keep = [r for r in writers.read_jsonl(path) if r.get("variant") != (variant or None)]
@@ -72,24 +117,35 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
   for depth in config.depths:
     problem, data, keys_s, thr, lr = setup(depth)
     tag = f"{name}{variant} depth {depth}"
-    res = runner.train(problem, data, keys_s, config.init_scales, thr, lr=lr,
-                       steps=config.steps, record_every=config.record_every,
-                       log_every=config.log_every, stop_loss=config.stop_loss,
-                       snapshots=snapshots, progress=config.progress, desc=tag)
+    sub = f"checkpoints/{variant + '_' if variant else ''}depth_{depth}"
+    res = _restore(workdir, sub, fingerprint, problem, data, keys_s, config.init_scales,
+                   snapshots)
+    if res is not None:
+      if config.progress:
+        print(f"{tag}: restored from {os.path.join(workdir, sub)}", file=sys.stderr)
+    else:
+      res = runner.train(problem, data, keys_s, config.init_scales, thr, lr=lr,
+                         steps=config.steps, record_every=config.record_every,
+                         log_every=config.log_every, stop_loss=config.stop_loss,
+                         snapshots=snapshots, progress=config.progress, desc=tag)
+      shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)  # a re-run overwrites
+      cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
+      params = {k: v for k, v in res.params._asdict().items() if np.size(v)}  # orbax: no 0-size
+      state = {"params": params, "logged": res.logged_SxIxTxJ, "loss": res.loss_SxIxT,
+               "cross_t": res.cross_t_SxIxAxK, "done": res.done_SxI,
+               "diverged": res.diverged_SxI, "stop_step": res.stop_step_SxI}
+      if snapshots:
+        state["cross_snap"] = res.cross_snap_SxIxAxKxK
+      cp.save(res.steps_run, state,
+              {"experiment": config.experiment, "depth": depth, "variant": variant,
+               "init_scales": list(config.init_scales), "seeds": config.num_seeds,
+               "lr": float(lr), "steps_T": res.steps_T, "axes": "(seed, init_scale, ...)",
+               "wall_s": res.wall_s, "steps_run": res.steps_run, "config": fingerprint})
+      cp.close()
     out[depth] = res
     for t, step in enumerate(res.steps_T):
       log.write({"step": int(step), "depth": depth, "variant": variant or None,
                  "loss": res.loss_SxIxT[:, :, t]})
-    sub = f"checkpoints/{variant + '_' if variant else ''}depth_{depth}"
-    shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)  # a re-run overwrites
-    cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
-    params = {k: v for k, v in res.params._asdict().items() if np.size(v)}  # orbax: no 0-size
-    cp.save(res.steps_run, {"params": params, "logged": res.logged_SxIxTxJ,
-                            "loss": res.loss_SxIxT, "cross_t": res.cross_t_SxIxAxK},
-            {"experiment": config.experiment, "depth": depth, "variant": variant,
-             "init_scales": list(config.init_scales), "seeds": config.num_seeds,
-             "lr": float(lr), "steps_T": res.steps_T, "axes": "(seed, init_scale, ...)"})
-    cp.close()
   return out
 
 
