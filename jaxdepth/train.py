@@ -323,7 +323,9 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   for epoch in range(start, config.epochs):
     state, loss = prog.epoch(state, labels, keys, epoch, x_train)
     if pending is not None and bar is not None:  # fetch the previous epoch's loss
-      bar.set_postfix(loss=f"{float(np.nanmean(jax.device_get(pending))):.4f}")
+      prev = np.asarray(jax.device_get(pending))
+      finite = prev[np.isfinite(prev)]  # diverged runs are NaN; all diverged: say so
+      bar.set_postfix(loss=f"{finite.mean():.4f}" if finite.size else "diverged")
     pending = loss
     if bar is not None:
       bar.update(prog.steps_per_epoch)
