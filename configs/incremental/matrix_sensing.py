@@ -2,7 +2,7 @@
 
   jaxdepth train --config configs/incremental/matrix_sensing.py --workdir runs/inc_ms
 
-Runtime: about 6 minutes on a 2-core CPU (d = 50, m = 1000, 20k steps, depths 1-4;
+Runtime: about 1 minute on a 2-core CPU (d = 50, m = 1000, 20k steps, depths 1-4;
 each step reads the 20 MB measurement tensor twice).
 Expected (spec §5.1; measured, seed 0): relative error 0.59 / 4.6e-4 / 2.5e-6 /
 3.0e-7 for depths 1 / 2 / 3 / 4; depths 3 and 4 learn the four singular values one

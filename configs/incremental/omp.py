@@ -2,7 +2,7 @@
 
   jaxdepth train --config configs/incremental/omp.py --workdir runs/inc_omp
 
-Runtime: about 1 minute on a 2-core CPU (d = 1000, n = 80, 5-sparse, depths 1, 2, 5 x
+Runtime: about 10 s on a 2-core CPU (d = 1000, n = 80, 5-sparse, depths 1, 2, 5 x
 3 seeds).  Expected: depth 5 selects exactly the true support, one coordinate at a
 time, in the same order as OMP (concurrence 1, orders agree) and recovers w*
 (relative error < 1e-2); depth 1 crosses the threshold on many coordinates and has

@@ -2,7 +2,7 @@
 
   jaxdepth train --config configs/incremental/toy.py --workdir runs/inc_toy
 
-Runtime: about 20 s on a 2-core CPU (float64, every step tracked).  Expected
+Runtime: about 6 s on a 2-core CPU (float64, every step tracked).  Expected
 (spec AC1/AC2/AC4): for N >= 3 the values are learned one at a time with
 t50(i)/t50(1) close to sigma*_1/sigma*_i = 1, 2, 3, 4 and next_frac_at_t90 <= 0.01;
 N = 2 learns the pairs with next_frac_at_t90 of 0.05 to 0.5; N = 1 has
