@@ -21,7 +21,8 @@ from jaxdepth.incremental import metrics, models, runner
 # one vmapped program per depth and asserts the thresholds on the typical (median)
 # run; (c) is asserted as "depth 2 is not epsilon-incremental" (some consecutive pair
 # has next_frac >= 0.3), which is what the spec's expectation says in words
-# ("values are learned together, not incrementally").
+# ("values are learned together, not incrementally").  The literal (c) is asserted on
+# the spec's kind of stream (NumPy default_rng(0)) in test_ac5c_literal_on_the_reference_stream.
 AC5_SEEDS = 8
 
 
@@ -50,6 +51,34 @@ def test_ac5_deep_matrix_sensing(tmp_path):
   worst = {n: np.nanmax(np.where(np.isnan(nf[n]), -1.0, nf[n]), axis=1) for n in (2, 4)}
   assert np.median(worst[2]) >= 0.3, nf[2]
   assert np.median(worst[2]) >= 30 * np.median(worst[4]), (nf[2], nf[4])
+
+
+def test_ac5c_literal_on_the_reference_stream():
+  """AC5(c) as stated, on NumPy default_rng(0) draws (measurements, then the factors).
+
+  The spec observed 0.93 for the depth-2 first pair; this stream gives 0.91 (the other
+  draw order gives 0.92).  The same stream is not a clean pass of the single-run
+  (a)/(b), which is why the test above asserts those on the median of 8 seeds: depth 4
+  ends at rel. error 2e-3 there (4th value learned late, t50 16200).
+  """
+  d, m, depth, s0 = 20, 200, 2, 1e-4
+  targets = (12.0, 6.0, 4.0, 3.0)
+  rng = np.random.default_rng(0)
+  a_MxDD = rng.standard_normal((m, d, d)).reshape(m, d * d)
+  z_NxDxD = rng.standard_normal((depth, d, d))
+  w_star = ms.teacher(d, targets)
+  with jax.enable_x64(True):
+    data = ms.SensingData(jnp.asarray(a_MxDD)[None], jnp.asarray(a_MxDD @ w_star.ravel())[None])
+    prob = ms.sensing_problem(d, depth, "gaussian", 5)._replace(
+        init=lambda z, s0, data: models.DeepMatrix(z * s0 ** (1.0 / depth) / np.sqrt(d)))
+    res = runner.train(prob, data, jnp.asarray(z_NxDxD)[None], (s0,),
+                       metrics.thresholds(targets, k=5), lr=1e-3, steps=20_000,
+                       record_every=50, log_every=50, snapshots=True)
+  r = metrics.regression_metrics(res.cross_t_SxIxAxK[0, 0], res.cross_snap_SxIxAxKxK[0, 0],
+                                 targets)
+  assert r["next_frac_at_t90"][0] >= 0.3, r["next_frac_at_t90"]
+  w = ms.product_np(res.params.w_NxDxD[0, 0])
+  assert np.sum((w - w_star) ** 2) / np.sum(w_star**2) <= 0.05  # (a) for depth 2 (0.011)
 
 
 def test_scanned_product_equals_unrolled():
