@@ -145,12 +145,14 @@ class TorchRunner:
   """The usual research loop: one seed after another, torch.nn + torch.optim.SGD."""
 
   def __init__(self, ds: data.Dataset, depth: int, width: int, seeds: int, lr: float,
-               batch: int, threads: int):
+               batch: int, threads: int, device: str = "cpu"):
     import torch
     self.torch = torch
     self.threads = threads
+    self.device = torch.device(device)
     self.x = torch.from_numpy(np.ascontiguousarray(ds.x_train.reshape(len(ds.x_train), -1)))
-    self.y = torch.from_numpy(ds.y_train.astype(np.int64))
+    self.x = self.x.to(self.device)
+    self.y = torch.from_numpy(ds.y_train.astype(np.int64)).to(self.device)
     self.depth, self.width, self.seeds, self.lr, self.batch = depth, width, seeds, lr, batch
     self.steps_per_epoch = len(ds.x_train) // batch
     self.num_classes = ds.num_classes
@@ -169,14 +171,14 @@ class TorchRunner:
     torch = self.torch
     torch.set_num_threads(self.threads)  # global in torch: set before every run
     torch.manual_seed(seed)
-    net = self.model()
+    net = self.model().to(self.device)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     n, b = len(self.x), self.batch
     loss = None
     for _ in range(epochs):
-      perm = torch.randperm(n)
+      perm = torch.randperm(n, device=self.device)
       for i in range(self.steps_per_epoch):
         idx = perm[i * b:(i + 1) * b]
         opt.zero_grad(set_to_none=True)
@@ -212,7 +214,8 @@ def throughput_point(ds, depth, width, seeds, args, use_torch: bool) -> dict:
   trs, t_torch_warm = {}, {}
   if use_torch:
     for th in args.torch_threads:
-      trs[th] = TorchRunner(ds, depth, width, seeds, args.lr, args.batch, th)
+      trs[th] = TorchRunner(ds, depth, width, seeds, args.lr, args.batch, th,
+                            args.torch_device)
       t0 = time.perf_counter()
       trs[th].run_seed(0, 1)  # warm-up: one epoch of one seed (allocator, kernels)
       t_torch_warm[th] = time.perf_counter() - t0
@@ -351,6 +354,8 @@ def parse_args(argv=None):
                  help="torch.set_num_threads settings, each timed; the first is the "
                       "primary baseline (default: all cores, then 1)")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+  p.add_argument("--torch-device", default="cpu",
+                 help="device of the PyTorch loop: cpu (default) or cuda (GPU machines)")
   args = p.parse_args(argv)
   if args.quick:
     args.depth, args.width, args.seeds = 3, 16, 2
