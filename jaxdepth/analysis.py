@@ -144,6 +144,13 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     return carry
 
   def analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
+    # Every matmul of the analysis, the forward passes included, at full float32: on
+    # GPU/TPU the default would use TF32/bf16 passes, and the NCC/CDNV numbers would
+    # then depend on the batch size and drift from the formula.
+    with jax.default_matmul_precision("highest"):
+      return _analyze(variables, train, train_labels, corrupted, test)
+
+  def _analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
     # Centring point per layer: mean of the first training batch (translation
     # invariance makes this exact; it keeps float32 sums well conditioned).
     _, groups0 = forward(variables, train.x[0])

@@ -31,6 +31,12 @@ class Cdnv(NamedTuple):
   num_degenerate_pairs: jax.Array
 
 
+def _mm(a, b):
+  """Full-precision matmul: GPUs/TPUs default to TF32/bf16 passes for float32, which
+  moves class statistics by ~1e-3 relative and flips NCC decisions."""
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def one_hot_masked(labels_N, num_classes: int, mask_N=None, dtype=jnp.float32):
   oh_NxC = jax.nn.one_hot(labels_N, num_classes, dtype=dtype)
   if mask_N is not None:
@@ -43,16 +49,16 @@ def class_sums(feats_NxD, labels_N, num_classes: int, ref_D, mask_N=None):
   dtype = jnp.result_type(feats_NxD.dtype, jnp.float32)
   oh_NxC = one_hot_masked(labels_N, num_classes, mask_N, dtype)
   x_NxD = (feats_NxD - ref_D[None]).astype(dtype)
-  return oh_NxC.sum(0), oh_NxC.T @ x_NxD
+  return oh_NxC.sum(0), _mm(oh_NxC.T, x_NxD)
 
 
 def class_m2(feats_NxD, labels_N, means_CxD, ref_D, mask_N=None):
   """Sum over each class of |f - mu_c|^2, with ``means`` relative to ``ref``."""
   dtype = means_CxD.dtype
   oh_NxC = one_hot_masked(labels_N, means_CxD.shape[0], mask_N, dtype)
-  d_NxD = (feats_NxD - ref_D[None]).astype(dtype) - oh_NxC @ means_CxD
+  d_NxD = (feats_NxD - ref_D[None]).astype(dtype) - _mm(oh_NxC, means_CxD)
   sq_N = jnp.sum(jnp.square(d_NxD), axis=1)
-  return oh_NxC.T @ sq_N
+  return _mm(oh_NxC.T, sq_N)
 
 
 def means_from_sums(counts_C, sums_CxD):
@@ -65,7 +71,7 @@ def ncc_scores(feats_NxD, means_CxD, counts_C, ref_D):
   argmax of the score is argmin_c |f - mu_c| (the |z|^2 term does not depend on c).
   """
   z_NxD = (feats_NxD - ref_D[None]).astype(means_CxD.dtype)
-  s_NxC = 2.0 * z_NxD @ means_CxD.T - jnp.sum(jnp.square(means_CxD), axis=1)[None]
+  s_NxC = 2.0 * _mm(z_NxD, means_CxD.T) - jnp.sum(jnp.square(means_CxD), axis=1)[None]
   return jnp.where((counts_C > 0)[None], s_NxC, -jnp.inf)
 
 
