@@ -199,7 +199,7 @@ def train_group(config, kind: str, network, grid, keys: train.RunKeys, sets, tes
   # The final analysis runs on one device: partitioning it over the run axis made XLA
   # CPU insert collectives that deadlocked on an oversubscribed host.
   state = jax.device_put(state, jax.devices()[0])
-  out = analysis.finalize(jax.device_get(analyze_all(state, train_b, lab_b, cor_b, test_b)))
+  out = analysis.finalize(analyze_all(state, train_b, lab_b, cor_b, test_b))
   out["diverged"] = ~np.asarray(train._tree_finite(state.params))
   return out
 

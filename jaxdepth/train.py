@@ -271,7 +271,7 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
 
   analyze_jit = jax.jit(jax.vmap(analyze_run, in_axes=(0, 0, 0, None, None)))
   analyze_all = lambda s, y, c: analysis.finalize(  # noqa: E731
-      jax.device_get(analyze_jit(s, y, c, train_b, test_b)))
+      analyze_jit(s, y, c, train_b, test_b))
   return Program(network, init_all, epoch_all, analyze_all, spe)
 
 

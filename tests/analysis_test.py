@@ -102,3 +102,24 @@ def test_cached_equals_streamed(setup):
   b = analysis.make_analyzer(net, C, (0.01,), 50, cache=True)(*args)
   for k in a:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_finalize_device_path_equals_host_path(monkeypatch):
+  """The accelerator branch (batched eigvalsh on the device) gives the host's ranks."""
+  rng = np.random.default_rng(0)
+  phi = rng.standard_normal((2, 3, 40, 12)).astype(np.float32) * np.geomspace(1, 1e-3, 12)
+  g = np.einsum("rlnd,rlne->rlde", phi, phi)
+  g[1, 2, 0, 0] = np.nan  # a diverged run's layer: NaN rank, not a crash
+  out = {"gram_train": g, "gram_test": g[:, :1], "ncc_train_acc": np.ones((2, 3))}
+  host = analysis.finalize(dict(out))
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  dev = analysis.finalize({k: jnp.asarray(v) for k, v in out.items()})
+  assert set(dev) == set(host) == {"rank_train", "rank_test", "ncc_train_acc"}
+  np.testing.assert_allclose(dev["rank_train"], host["rank_train"], rtol=1e-4)
+  np.testing.assert_allclose(dev["rank_test"], host["rank_test"], rtol=1e-4)
+  assert np.isnan(dev["rank_train"][1, 2]) and np.isfinite(dev["rank_train"][0]).all()
+  # Reference: entropy of the normalized eigenvalues, numpy float64.
+  ev = np.clip(np.linalg.eigvalsh(g[0, 0].astype(np.float64)), 0, None)
+  p = ev / ev.sum()
+  np.testing.assert_allclose(host["rank_train"][0, 0], -np.sum(p[p > 0] * np.log(p[p > 0])),
+                             rtol=1e-6)
