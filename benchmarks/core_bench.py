@@ -48,7 +48,7 @@ TARGETS = {"speedup_vs_torch": 2.0, "compile_ratio_max": 1.5, "analysis_over_epo
 
 # ----------------------------------------------------------------------------- setup
 def bench_config(depth: int, width: int, seeds: int, lr: float, batch: int, n_train: int,
-                 n_test: int):
+                 n_test: int, analysis_batch: int = 1000):
   """The shared 'collapse' config: constant lr (no warm-up/decay), so the PyTorch loop
   needs no scheduler and both sides do exactly the same optimizer work."""
   c = common.base()
@@ -64,7 +64,7 @@ def bench_config(depth: int, width: int, seeds: int, lr: float, batch: int, n_tr
   c.weight_decay = 5e-4
   c.warmup_epochs = 0.0
   c.schedule = "constant"
-  c.analysis_batch = 1000
+  c.analysis_batch = analysis_batch
   c.progress = False
   c.plots = False
   train.validate(c)
@@ -199,7 +199,7 @@ class TorchRunner:
 def throughput_point(ds, depth, width, seeds, args, use_torch: bool) -> dict:
   """(a) and (b) at one (depth, width), repeats interleaved; (d) on the same program."""
   config = bench_config(depth, width, seeds, args.lr, args.batch, args.num_train,
-                        args.num_test)
+                        args.num_test, args.analysis_batch)
   spe = len(ds.x_train) // args.batch
   steps = seeds * spe * args.epochs  # optimizer steps per timed repeat (all seeds)
   out = {"depth": depth, "width": width, "seeds": seeds, "steps_per_epoch": spe,
@@ -354,6 +354,8 @@ def parse_args(argv=None):
                  help="torch.set_num_threads settings, each timed; the first is the "
                       "primary baseline (default: all cores, then 1)")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+  p.add_argument("--analysis-batch", type=int, default=1000,
+                 help="batch size of the streamed analysis (config.analysis_batch)")
   p.add_argument("--torch-device", default="cpu",
                  help="device of the PyTorch loop: cpu (default) or cuda (GPU machines)")
   args = p.parse_args(argv)
