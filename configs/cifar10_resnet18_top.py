@@ -6,8 +6,8 @@ Reference-code parity: CIFAR-style ResNet-18 (3x3 stem, no max-pool), global ave
 pool, fc 512 -> 128, top_depth = 2 residual blocks y = ReLU(x + W2 ReLU(W1 x + b1) + b2)
 (hidden 50), classifier 128 -> 10; PyTorch default init; SGD 0.1, momentum 0.9,
 coupled weight decay 5e-4, one warm-up epoch, lr *= 0.2 at epochs 60/120/160/300 of
-600; random crop (pad 4) and flip on device (the reference's +-15 deg rotation is not
-implemented). Nine embeddings are analysed per evaluation: stem, 4 stages, pool, fc,
+600; random crop (pad 4), flip and +-15 deg rotation (nearest, black fill) on device, as
+the reference. Nine embeddings are analysed per evaluation: stem, 4 stages, pool, fc,
 top1, top2 (65,536 ... 128 dims), streamed in batches of ``analysis_batch``.
 ``--config.depth=K`` (or ``sweep_depths``) changes the number of top layers;
 ``--config.model.top_kind=fc`` uses plain Linear+ReLU top layers;
@@ -47,7 +47,7 @@ def get_config(arg=None):
   c.milestones = (0.1, 0.2, 0.2667, 0.5)  # epochs 60, 120, 160, 300 of 600
   c.decay = 0.2                       # lr *= 0.2 at each milestone
   c.weight_decay = 5e-4               # coupled L2 on all parameters, as PyTorch SGD
-  c.augment = ("crop", "flip")        # training only; analysis uses un-augmented data
+  c.augment = ("crop", "flip", "rotate")  # training only; analysis uses un-augmented data
   c.eval_every = 20                   # per-layer analysis every 20 epochs and at the end
   c.checkpoint_every = 20
   c.analysis_batch = 250              # 250 x 65,536 floats per stem/stage-1 batch

@@ -43,7 +43,7 @@ def base() -> ml_collections.ConfigDict:
   c.eval_every = 10             # epochs between per-layer analyses (and always at the end)
   c.checkpoint_every = 10       # epochs between checkpoints (and always at the end)
   c.keep_checkpoints = 2        # checkpoints kept per (depth, width)
-  c.augment = ()                # training-only augmentation: ('crop', 'flip') for images
+  c.augment = ()                # training-only augmentation: ('crop', 'flip', 'rotate') for images
   c.analysis_batch = 1000       # batch size of the streamed per-layer analysis
   c.rank_samples = 512          # examples whose Gram matrix gives the per-layer rank
   c.sweep_depths = ()           # if set, loop over these depths (one program each)

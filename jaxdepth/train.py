@@ -102,8 +102,8 @@ def validate(config) -> None:
   V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
   V.integer(config, "eval_every", 1)
   for a in config.augment:
-    V.require(a in ("crop", "flip"), "augment",
-              f"unknown augmentation {a!r}; allowed: crop, flip")
+    V.require(a in ("crop", "flip", "rotate"), "augment",
+              f"unknown augmentation {a!r}; allowed: crop, flip, rotate")
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(config.batch_size <= n_train, "batch_size",
@@ -228,6 +228,16 @@ class Program(NamedTuple):
   steps_per_epoch: int
 
 
+def augment_fill(config) -> tuple[float, ...] | float:
+  """Black in normalized units for tfds images with fixed statistics (the reference pads
+  and rotates in black before normalizing); 0.0 (the mean) otherwise."""
+  from jaxdepth import tfds_data
+  norm = config.data.get("normalization", "dataset")
+  if config.dataset not in tfds_data.KNOWN_TFDS or norm not in ("dataset", "reference"):
+    return 0.0
+  return tfds_data.pad_value(config.dataset, norm)
+
+
 def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
   """Jitted functions for all runs of one (depth, width). Inputs sharded on the run
   axis (see run_sharding) make jit split the independent runs over devices."""
@@ -238,7 +248,7 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
   augment_fn = None
   if config.augment:
     from jaxdepth import augment
-    augment_fn = augment.make_augment(tuple(config.augment))
+    augment_fn = augment.make_augment(tuple(config.augment), fill=augment_fill(config))
   y_clean = jnp.asarray(ds.y_train)
   noise_R = jnp.asarray([r["label_noise"] for r in run_grid(config)], jnp.float32)
 
