@@ -52,12 +52,15 @@ def gram_matrix(phi_NxD) -> jax.Array:
   return phi_NxD.T @ phi_NxD if d <= n else phi_NxD @ phi_NxD.T
 
 
-@jax.jit
-def _device_eigvalsh(g):
-  """Batched eigenvalues on an accelerator (non-finite matrices -> NaN eigenvalues)."""
-  finite = jnp.isfinite(g).all(axis=(-2, -1))
-  ev = jnp.linalg.eigvalsh(jnp.where(finite[..., None, None], g, 0.0))
-  return jnp.where(finite[..., None], ev, jnp.nan)
+def _masked_eigvalsh(g, xp):
+  """Eigenvalues of a stack of symmetric matrices; a non-finite matrix (a diverged
+  run) gets NaN eigenvalues instead of an error.  ``xp`` is numpy or jax.numpy."""
+  finite = xp.isfinite(g).all(axis=(-2, -1))
+  ev = xp.linalg.eigvalsh(xp.where(finite[..., None, None], g, 0.0))
+  return xp.where(finite[..., None], ev, xp.nan)
+
+
+_device_eigvalsh = jax.jit(lambda g: _masked_eigvalsh(g, jnp))
 
 
 def finalize(out: dict) -> dict:
@@ -72,18 +75,15 @@ def finalize(out: dict) -> dict:
   """
   out = dict(out)
   grams = {s: out.pop(f"gram_{s}") for s in ("train", "test") if f"gram_{s}" in out}
-  on_device = jax.default_backend() != "cpu"
-  evs = {s: _device_eigvalsh(g) for s, g in grams.items()} if on_device else {}
-  out, evs, grams = jax.device_get((out, evs, grams if not on_device else {}))
-  for split in grams or evs:
-    if on_device:
-      ev = np.asarray(evs[split], np.float64)
-      finite = np.isfinite(ev).all(axis=-1)
-      ev = np.clip(np.where(finite[..., None], ev, 0.0), 0.0, None)
-    else:
-      g = np.asarray(grams[split], np.float64)
-      finite = np.isfinite(g).all(axis=(-2, -1))  # diverged runs: NaN rank, no crash
-      ev = np.clip(np.linalg.eigvalsh(np.where(finite[..., None, None], g, 0.0)), 0.0, None)
+  if jax.default_backend() != "cpu":
+    evs = {s: _device_eigvalsh(g) for s, g in grams.items()}
+  else:
+    evs = {s: _masked_eigvalsh(np.asarray(g, np.float64), np) for s, g in grams.items()}
+  out, evs = jax.device_get((out, evs))
+  for split, ev in evs.items():
+    ev = np.asarray(ev, np.float64)
+    finite = np.isfinite(ev).all(axis=-1)  # diverged runs: NaN rank, no crash
+    ev = np.clip(np.where(finite[..., None], ev, 0.0), 0.0, None)
     with jax.enable_x64(True):  # element-wise only: no decomposition inside XLA
       rho = np.asarray(rank.entropy_from_singular_values(ev))
     out[f"rank_{split}"] = np.where(finite, rho, np.nan)

@@ -112,13 +112,13 @@ def make_augment(kinds: Sequence[str], pad: int = 4,
     if fill_c.shape[0] not in (1, c):
       raise ValueError(f"fill has {fill_c.shape[0]} values for {c} channels")
     k_crop, k_flip, k_rot = jax.random.split(key, 3)
+    fill_C = jnp.broadcast_to(fill_c, (c,))
     if "crop" in kinds:
-      x_BxHxWxC = random_crop(k_crop, x_BxHxWxC, pad, jnp.broadcast_to(fill_c, (c,)))
+      x_BxHxWxC = random_crop(k_crop, x_BxHxWxC, pad, fill_C)
     if "flip" in kinds:
       x_BxHxWxC = random_flip(k_flip, x_BxHxWxC)
     if "rotate" in kinds:
-      x_BxHxWxC = random_rotation(k_rot, x_BxHxWxC, max_degrees,
-                                  jnp.broadcast_to(fill_c, (c,)))
+      x_BxHxWxC = random_rotation(k_rot, x_BxHxWxC, max_degrees, fill_C)
     return x_BxHxWxC
 
   return augment

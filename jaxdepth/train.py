@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdepth import analysis, ckpt, data, nets, writers
+from jaxdepth import analysis, augment, ckpt, data, nets, writers
 from jaxdepth import validate as V
 
 
@@ -102,8 +102,8 @@ def validate(config) -> None:
   V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
   V.integer(config, "eval_every", 1)
   for a in config.augment:
-    V.require(a in ("crop", "flip", "rotate"), "augment",
-              f"unknown augmentation {a!r}; allowed: crop, flip, rotate")
+    V.require(a in augment.KINDS, "augment",
+              f"unknown augmentation {a!r}; allowed: {', '.join(augment.KINDS)}")
   n_train = config.data.get("num_train", None)
   if n_train:
     V.require(config.batch_size <= n_train, "batch_size",
@@ -247,7 +247,6 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
   tx = make_optimizer(config, spe)
   augment_fn = None
   if config.augment:
-    from jaxdepth import augment
     augment_fn = augment.make_augment(tuple(config.augment), fill=augment_fill(config))
   y_clean = jnp.asarray(ds.y_train)
   noise_R = jnp.asarray([r["label_noise"] for r in run_grid(config)], jnp.float32)
