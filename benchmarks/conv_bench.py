@@ -56,7 +56,8 @@ def jax_worker(a) -> dict:
   import numpy as np
 
   from configs import digits_conv
-  from jaxdepth import data, train
+  from jaxdepth import data
+  from jaxdepth.papers.minimal_depth import train
 
   c = digits_conv.get_config()
   c.depth, c.width, c.num_seeds, c.batch_size = a.depth, a.width, a.seeds, a.batch
@@ -94,7 +95,7 @@ def torch_worker(a) -> dict:
   import numpy as np
   import torch
 
-  from jaxdepth import tfds_data
+  from jaxdepth.data import tfds as tfds_data
 
   torch.set_num_threads(a.threads)
   ds = tfds_data.load_digits(seed=0, test_fraction=0.25)

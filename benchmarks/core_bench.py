@@ -41,7 +41,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import common  # noqa: E402
-from jaxdepth import data, train  # noqa: E402
+from jaxdepth import data  # noqa: E402
+from jaxdepth.papers.minimal_depth import train
 
 TARGETS = {"speedup_vs_torch": 2.0, "compile_ratio_max": 1.5, "analysis_over_epoch_max": 0.5}
 

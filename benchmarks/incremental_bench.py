@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.incremental import matrix_sensing as ms
-from jaxdepth.incremental import metrics, models, runner
+from jaxdepth.papers.incremental import matrix_sensing as ms
+from jaxdepth.papers.incremental import metrics, models, runner
 
 
 def numpy_run(a_MxDD, y_M, w0_NxDxD, lr, steps, record_every=50, k=5):

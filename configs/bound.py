@@ -26,7 +26,7 @@ import ml_collections
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
-  c.experiment = "bound"        # registry name -> jaxdepth/bound_experiment.py
+  c.experiment = "bound"        # registry name -> jaxdepth/papers/minimal_depth/bound_experiment.py
   c.dataset = "mnist1d"         # mnist1d | gaussian | digits | a tfds name
   c.data = ml_collections.ConfigDict(dict(
       num_train=4000,           # training pool the samples S1, S2 are drawn from

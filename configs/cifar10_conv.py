@@ -4,7 +4,7 @@
 
 Needs the TFDS dataset: with internet it is prepared on first use (data.download,
 needs ``pip install 'jaxdepth[tfds]'``); offline, prepare it elsewhere with
-``python -m jaxdepth.tfds_data cifar10 --data_dir DIR`` and pass
+``python -m jaxdepth.data.tfds cifar10 --data_dir DIR`` and pass
 ``--config.data.data_dir=DIR``.
 Images are normalized with CIFAR-10's own statistics (the reference code
 used CIFAR-100's); training batches get random crop (pad 4), horizontal flip and

@@ -15,7 +15,7 @@ top1, top2 (65,536 ... 128 dims), streamed in batches of ``analysis_batch``.
 as the reference code does. ``--config.epochs=200`` runs the same schedule scaled.
 
 Needs the TFDS dataset (prepared on first use with internet and
-``pip install 'jaxdepth[tfds]'``; offline: ``python -m jaxdepth.tfds_data cifar10``).
+``pip install 'jaxdepth[tfds]'``; offline: ``python -m jaxdepth.data.tfds cifar10``).
 Runtime: not measured (no accelerator was available when this config was written);
 390 steps per epoch, 600 epochs, 2 vmapped seeds: many GPU-hours. Not for a CPU.
 Expected (spec §14.4): the added top layers are collapsed, with small train CDNV and

@@ -1,7 +1,7 @@
 """Shared defaults for 'collapse' configs (Galanti et al. 2022 per-layer analysis).
 
 Each experiment config starts from ``base()`` and changes what it needs. Every field
-is read by jaxdepth.train; unknown fields are rejected.
+is read by jaxdepth.papers.minimal_depth.train; unknown fields are rejected.
 """
 
 import ml_collections
@@ -9,7 +9,7 @@ import ml_collections
 
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.experiment = "collapse"     # registry name in jaxdepth/experiments.py
+  c.experiment = "collapse"     # registry name in jaxdepth/engine/registry.py
   c.dataset = "mnist1d"         # mnist1d | gaussian | digits | a tfds name (mnist, cifar10, ...)
   c.data = ml_collections.ConfigDict(dict(
       num_train=4000,           # training examples (0 = all)
@@ -61,7 +61,7 @@ def paper_conv(dataset: str, augment: tuple = ()) -> ml_collections.ConfigDict:
   the dataset and the augmentation.
   """
   c = base()
-  c.dataset = dataset                 # a tfds name (see jaxdepth/tfds_data.py)
+  c.dataset = dataset                 # a tfds name (see jaxdepth/data/tfds.py)
   c.data.num_train = 0                # all training images
   c.data.num_test = 0                 # all test images
   c.data.download = True              # prepare with tfds when missing (needs internet)

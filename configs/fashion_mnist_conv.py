@@ -4,7 +4,7 @@
 
 Needs the TFDS dataset: with internet it is prepared on first use (data.download,
 needs ``pip install 'jaxdepth[tfds]'``); offline, prepare it elsewhere with
-``python -m jaxdepth.tfds_data fashion_mnist --data_dir DIR`` and pass
+``python -m jaxdepth.data.tfds fashion_mnist --data_dir DIR`` and pass
 ``--config.data.data_dir=DIR``.
 Images are zero-padded 28 -> 32 and normalized with Fashion-MNIST's own
 statistics (mean 0.2860, std 0.3530; the reference code used MNIST's); no

@@ -4,7 +4,7 @@
 
 Needs the TFDS dataset: with internet it is prepared on first use (data.download,
 needs ``pip install 'jaxdepth[tfds]'``); offline, prepare it elsewhere with
-``python -m jaxdepth.tfds_data mnist --data_dir DIR`` and pass
+``python -m jaxdepth.data.tfds mnist --data_dir DIR`` and pass
 ``--config.data.data_dir=DIR``.
 Images are zero-padded 28 -> 32 and normalized with mean 0.1307, std 0.3081
 (reference pipeline); no augmentation.

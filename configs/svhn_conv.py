@@ -4,7 +4,7 @@
 
 Needs the TFDS dataset: with internet it is prepared on first use (data.download,
 needs ``pip install 'jaxdepth[tfds]'``); offline, prepare it elsewhere with
-``python -m jaxdepth.tfds_data svhn_cropped --data_dir DIR`` and pass
+``python -m jaxdepth.data.tfds svhn_cropped --data_dir DIR`` and pass
 ``--config.data.data_dir=DIR``.
 Uses the 73,257-image ``train`` split only (no ``extra``), normalized with
 SVHN's own statistics (the reference code used 0.5/0.5); no augmentation.

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from jaxdepth.validate import ConfigError
+from jaxdepth.engine.validate import ConfigError
 
 
 def load_config(path: str, overrides: list[str]):
@@ -45,7 +45,8 @@ def load_config(path: str, overrides: list[str]):
 
 
 def _train(args, overrides) -> int:
-  from jaxdepth import experiments, writers
+  from jaxdepth.engine import registry as experiments
+  from jaxdepth.engine import writers
   config = load_config(args.config, overrides)
   name = config.get("experiment", "collapse")
   module = experiments.get(name)
@@ -62,7 +63,7 @@ def _train(args, overrides) -> int:
 def _bound(args, overrides) -> int:
   if overrides:
     raise ConfigError("bound", f"unexpected arguments {overrides}")
-  from jaxdepth import bound_main
+  from jaxdepth.papers.minimal_depth import bound_main
   bound_main.main(args.workdir, eps=args.eps, alpha=args.alpha, p=args.p,
                   out=args.out)
   return 0

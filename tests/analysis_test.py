@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import analysis, nets
+from jaxdepth import nets
+from jaxdepth.measure import analysis
 from tests.collapse_test import np_cdnv, np_ncc_pred
 
 

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import augment, tfds_data
-from jaxdepth.validate import ConfigError
+from jaxdepth.data import augment
+from jaxdepth.data import tfds as tfds_data
+from jaxdepth.engine.validate import ConfigError
 
 
 def _images(b=16, h=6, w=5, c=3):
@@ -137,7 +138,7 @@ def test_random_rotation_in_range_and_after_crop_flip():
 
 def test_training_fill_is_black_for_tfds_images():
   from configs import common
-  from jaxdepth import train
+  from jaxdepth.papers.minimal_depth import train
   c = common.paper_conv("cifar10", augment=("crop", "flip", "rotate"))
   assert train.augment_fill(c) == tfds_data.pad_value("cifar10")
   c.data.normalization = "computed"  # no fixed statistics: the mean colour

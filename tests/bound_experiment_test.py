@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from configs import bound as bound_config
-from jaxdepth import bound_experiment, bound_main, bounds, ckpt, cli, data
-from jaxdepth.validate import ConfigError
+from jaxdepth import cli, data
+from jaxdepth.engine import ckpt
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.papers.minimal_depth import bound_experiment, bound_main, bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -124,11 +126,11 @@ def test_calculator_reads_only_checkpoints_and_no_training_code(trained, tmp_pat
   _, workdir, summary = trained
   only = copy_checkpoints(workdir, tmp_path / "only")
   assert sorted(os.listdir(only)) == ["checkpoints"]
-  code = ("import sys, json; from jaxdepth import bound_main; "
+  code = ("import sys, json; from jaxdepth.papers.minimal_depth import bound_main; "
           f"rows = bound_main.main({only!r}); "
-          # jaxdepth.analysis (the shared per-layer evaluation) is allowed: it has no
+          # jaxdepth.measure.analysis (the shared per-layer evaluation) is allowed: it has no
           # optimizer or training step; the trainer and optax must stay unloaded.
-          "bad = [m for m in ('jaxdepth.train', 'optax', 'jaxdepth.bound_experiment') "
+          "bad = [m for m in ('jaxdepth.papers.minimal_depth.train', 'optax', 'jaxdepth.papers.minimal_depth.bound_experiment') "
           "if m in sys.modules]; "
           "print(json.dumps({'bad': bad, 'bounds': [r['bound'] for r in rows]}))")
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}

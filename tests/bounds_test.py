@@ -1,9 +1,9 @@
-"""Bound arithmetic (jaxdepth.bounds) on hand-computable effective and minimal depths."""
+"""Bound arithmetic (jaxdepth.papers.minimal_depth.bounds) on hand-computable effective and minimal depths."""
 
 import numpy as np
 import pytest
 
-from jaxdepth import bounds
+from jaxdepth.papers.minimal_depth import bounds
 
 
 def errors_for(depths, L):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import collapse
+from jaxdepth.measure import collapse
 
 
 def np_cdnv(f, y, C):

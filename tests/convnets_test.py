@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import convnets
-from jaxdepth.validate import ConfigError
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.nets import conv as convnets
 
 
 def _cfg(depth=3, width=4, batchnorm=True, init="kaiming", head="gap", conv_impl="auto"):

@@ -8,9 +8,9 @@ from scipy import stats
 
 from configs.incremental import circular_conv as cc_config
 from configs.incremental import diagonal as diag_config
-from jaxdepth.incremental import circular_conv as cc
-from jaxdepth.incremental import diagonal as diag
-from jaxdepth.incremental import models, runner
+from jaxdepth.papers.incremental import circular_conv as cc
+from jaxdepth.papers.incremental import diagonal as diag
+from jaxdepth.papers.incremental import models, runner
 
 
 def test_ac7_diagonal_networks(tmp_path):

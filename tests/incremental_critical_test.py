@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from jaxdepth.incremental import critical
+from jaxdepth.papers.incremental import critical
 
 SPEC = np.array([  # spec §4.3: rows r = 0.5, 0.8, 0.9, 0.95; columns N = 2, 3, 4, 6, 10
     [3.4e-4, 7.2e-3, 1.2e-2, 1.7e-2, 2.0e-2],

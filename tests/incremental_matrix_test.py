@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.incremental import matrix_sensing as ms_config
-from jaxdepth.incremental import matrix_sensing as ms
-from jaxdepth.incremental import metrics, models, runner
+from jaxdepth.papers.incremental import matrix_sensing as ms
+from jaxdepth.papers.incremental import metrics, models, runner
 
 # AC5 is stated for single runs at d = 20, m = 200, where the outcome depends on the
 # random stream: m = 200 Gaussian measurements barely exceed the 144 degrees of

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxdepth.incremental import omp
+from jaxdepth.papers.incremental import omp
 
 
 def test_omp_recovers_sparse_support_in_value_order():

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.incremental import quadratic as q_config
-from jaxdepth.incremental import metrics, models, runner
-from jaxdepth.incremental import quadratic as quad
+from jaxdepth.papers.incremental import metrics, models, runner
+from jaxdepth.papers.incremental import quadratic as quad
 
 TARGETS = (1.0, 1 / 2, 1 / 3, 1 / 4)
 D, N, N_TEST, SIGMA0, LR, STEPS = 20, 100, 2000, 1e-4, 1e-3, 30_000

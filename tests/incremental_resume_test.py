@@ -9,10 +9,10 @@ import pytest
 
 from configs.incremental import circular_conv as cc_config
 from configs.incremental import quadratic as q_config
-from jaxdepth.incremental import circular_conv as cc
-from jaxdepth.incremental import quadratic as quad
-from jaxdepth import writers
-from jaxdepth.incremental import runner
+from jaxdepth.engine import writers
+from jaxdepth.papers.incremental import circular_conv as cc
+from jaxdepth.papers.incremental import quadratic as quad
+from jaxdepth.papers.incremental import runner
 
 
 def _counting_train(monkeypatch):

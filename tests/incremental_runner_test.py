@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.incremental import metrics, runner, toy
+from jaxdepth.papers.incremental import metrics, runner, toy
 
 
 def test_segment_compiles_once_over_segments():

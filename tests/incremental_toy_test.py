@@ -5,7 +5,7 @@ import math
 import jax
 import numpy as np
 
-from jaxdepth.incremental import metrics, toy
+from jaxdepth.papers.incremental import metrics, toy
 
 TARGETS = (12.0, 6.0, 4.0, 3.0)
 

@@ -11,9 +11,12 @@ import optax
 import pytest
 
 from configs.lowrank import overparam as op_cfg
-from jaxdepth import nets, overparam, rank, writers
-from jaxdepth.lowrank import overparam_exp
-from jaxdepth.validate import ConfigError
+from jaxdepth import nets
+from jaxdepth.engine import writers
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.measure import rank
+from jaxdepth.nets import expanded, overparam
+from jaxdepth.papers.lowrank import overparam_exp
 
 
 def _teacher_data(key, n=512, dim=32, classes=10):
@@ -28,7 +31,7 @@ def _teacher_data(key, n=512, dim=32, classes=10):
 def _mlp(expansion):
   base = nets.mlp(3, 128, 32, 10, batchnorm=False)  # 32-128-128-128-10
   shapes = jax.eval_shape(base.init, jax.random.key(0))["params"]
-  return base, overparam_exp.sites("mlp", shapes, expansion, 1.0, (32,))
+  return base, expanded.sites("mlp", shapes, expansion, 1.0, (32,))
 
 
 def test_expanded_mlp_equals_sublayer_by_sublayer_application():

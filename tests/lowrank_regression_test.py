@@ -10,9 +10,9 @@ import pytest
 
 from configs.lowrank import optimizers as opt_cfg
 from configs.lowrank import regression as reg_cfg
-from jaxdepth import writers
-from jaxdepth.lowrank import common, optimizers, regression
-from jaxdepth.validate import ConfigError
+from jaxdepth.engine import writers
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.papers.lowrank import common, optimizers, regression
 
 
 def _sweep(target, n_train, depths, steps=4000, seeds=1, lr=0.2):

@@ -12,9 +12,10 @@ import pytest
 
 from configs.lowrank import init_rank as init_cfg
 from configs.lowrank import volume as volume_cfg
-from jaxdepth import cli, writers
-from jaxdepth.lowrank import init_rank, volume
-from jaxdepth.validate import ConfigError
+from jaxdepth import cli
+from jaxdepth.engine import writers
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.papers.lowrank import init_rank, volume
 
 
 def test_volume_rho_falls_with_depth_and_fraction_below_grows():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import overparam as op
+from jaxdepth.nets import overparam as op
 
 
 def _rel(a, b):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import rank
+from jaxdepth.measure import rank
 
 
 def _np_rho(a):

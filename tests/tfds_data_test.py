@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxdepth import tfds_data
-from jaxdepth.validate import ConfigError
+from jaxdepth.data import embedded
+from jaxdepth.data import tfds as tfds_data
+from jaxdepth.engine.validate import ConfigError
 
 N = 12
 
@@ -79,7 +80,7 @@ def test_offline_missing_dataset_is_one_line(tmp_path):
     tfds_data.load_tfds("cifar10", data_dir=str(tmp_path), download=False)
   msg = _one_line(e.value)
   assert "'cifar10'" in msg and str(tmp_path) in msg
-  assert f"python -m jaxdepth.tfds_data cifar10 --data_dir {tmp_path}" in msg
+  assert f"python -m jaxdepth.data.tfds cifar10 --data_dir {tmp_path}" in msg
   assert list(tmp_path.iterdir()) == []  # nothing written
   with pytest.raises(tfds_data.DatasetUnavailable):
     tfds_data.check_available("svhn_cropped", data_dir=str(tmp_path))
@@ -101,7 +102,7 @@ def test_unknown_name_lists_known():
 
 
 def test_digits_split_fixed_by_seed():
-  d = tfds_data.load_digits(seed=0, test_fraction=0.2)
+  d = embedded.load_digits(seed=0, test_fraction=0.2)
   assert d.name == "digits" and d.num_classes == 10
   assert d.x_train.shape[1:] == (8, 8, 1) == tfds_data.image_shape("digits")
   assert d.x_train.shape[0] + d.x_test.shape[0] == 1797
@@ -110,11 +111,11 @@ def test_digits_split_fixed_by_seed():
   np.testing.assert_allclose(d.x_train.std(), 1.0, atol=1e-5)
   counts = np.bincount(d.y_test, minlength=10)
   assert counts.min() >= 35 and counts.max() <= 37  # stratified, 20% of ~180 per class
-  again = tfds_data.load_digits(seed=0, test_fraction=0.2)
+  again = embedded.load_digits(seed=0, test_fraction=0.2)
   np.testing.assert_array_equal(again.x_test, d.x_test)
-  other = tfds_data.load_digits(seed=1, test_fraction=0.2)
+  other = embedded.load_digits(seed=1, test_fraction=0.2)
   assert not np.array_equal(other.x_test, d.x_test)
-  flat = tfds_data.load_digits(seed=0, test_fraction=0.2, as_image=False)
+  flat = embedded.load_digits(seed=0, test_fraction=0.2, as_image=False)
   np.testing.assert_array_equal(flat.x_train, d.x_train.reshape(-1, 64))
   # train + test is a partition of the 1,797 images: as multisets of rows, the union
   # equals sklearn's data up to the (monotone) standardization.
@@ -126,7 +127,7 @@ def test_digits_split_fixed_by_seed():
   scale, shift = np.polyfit(sr.ravel(), sb.ravel(), 1)
   np.testing.assert_allclose(sb, scale * sr + shift, atol=1e-5)
   with pytest.raises(ConfigError, match="test_fraction"):
-    tfds_data.load_digits(test_fraction=1.0)
+    embedded.load_digits(test_fraction=1.0)
 
 
 PAPER_CONFIGS = ("mnist_conv", "fashion_mnist_conv", "cifar10_conv", "svhn_conv",
@@ -141,7 +142,8 @@ def test_paper_configs_validate_and_build(name):
   import jax
   import jax.numpy as jnp
 
-  from jaxdepth import nets, train
+  from jaxdepth import nets
+  from jaxdepth.papers.minimal_depth import train
 
   c = importlib.import_module(f"configs.{name}").get_config()
   train.validate(c)
@@ -161,7 +163,7 @@ def test_tiny_mnist_conv_run_end_to_end_on_mock_data(tmp_path):
   import json
 
   from configs import mnist_conv
-  from jaxdepth import train
+  from jaxdepth.papers.minimal_depth import train
 
   c = mnist_conv.get_config()
   c.sweep_depths, c.depth, c.width = (), 2, 4

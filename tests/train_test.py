@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from jaxdepth import ckpt, cli, data, train, writers
+from jaxdepth import cli, data
+from jaxdepth.engine import ckpt, writers
+from jaxdepth.papers.minimal_depth import train
 
 
 def tiny_config(**kw):

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdepth import trunks
-from jaxdepth.validate import ConfigError
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.nets import trunks
 
 TINY = dict(family="resnet18_top", width=4, top_depth=2, top_kind="res", batchnorm=True,
             init="kaiming")

@@ -1,0 +1,44 @@
+"""Device-ready datasets: embedded or generated sets, TFDS image sets, label corruption.
+
+  ds = data.load({"dataset": "mnist1d", "data": {"num_train": 4000}})
+
+Modules: base.py (the Dataset record), embedded.py (MNIST-1D, Gaussian mixtures,
+digits), tfds.py (TFDS image sets, read without TensorFlow), labels.py (label noise,
+balanced samples), augment.py (training-time augmentation).
+"""
+
+from __future__ import annotations
+
+from jaxdepth.data.base import Dataset, subsample
+from jaxdepth.data.embedded import EMBEDDED, gaussian_mixture, load_digits, mnist1d
+from jaxdepth.data.labels import balanced_disjoint_pair, corrupt_labels, num_corrupted
+
+__all__ = ["Dataset", "subsample", "EMBEDDED", "gaussian_mixture", "load_digits",
+           "mnist1d", "balanced_disjoint_pair", "corrupt_labels", "num_corrupted",
+           "known_datasets", "load"]
+
+
+def known_datasets() -> tuple[str, ...]:
+  """Embedded datasets, then those read through tensorflow-datasets."""
+  from jaxdepth.data.tfds import KNOWN_TFDS
+  return EMBEDDED + tuple(KNOWN_TFDS)
+
+
+def load(cfg) -> Dataset:
+  """Dataset named by ``cfg.dataset`` with the sizes/options of ``cfg.data``."""
+  name = cfg["dataset"]
+  d = cfg.get("data", {}) or {}
+  if name == "mnist1d":
+    return mnist1d(d.get("num_train", 4000), d.get("num_test", 1000), d.get("seed", 42))
+  if name == "gaussian":
+    return gaussian_mixture(d.get("num_train", 1000), d.get("num_test", 500),
+                            d.get("num_classes", 4), d.get("dim", 16),
+                            d.get("separation", 3.0), d.get("seed", 0))
+  if name == "digits":
+    return load_digits(seed=d.get("seed", 0), test_fraction=d.get("test_fraction", 0.25),
+                       as_image=d.get("as_image", True))
+  from jaxdepth.data import tfds
+  return tfds.load_tfds(name, data_dir=d.get("data_dir") or None,
+                        download=bool(d.get("download", False)),
+                        normalization=d.get("normalization", "dataset"),
+                        pad_to_32=d.get("pad_to_32", True))

@@ -1,0 +1,246 @@
+"""Image datasets through TFDS: ``tfds.data_source`` (array_record), no TensorFlow.
+
+Reading needs no TensorFlow: ``tfds.data_source`` reads array_record files and decodes
+examples with numpy/PIL. Every split is decoded once into numpy arrays (NHWC float32,
+normalized; labels int32) and returned as a :class:`jaxdepth.data.Dataset`; the
+trainer puts them on device once.
+
+Preparing a dataset (download + conversion to array_record) does need TensorFlow:
+``pip install 'jaxdepth[tfds]'`` and then, on a machine with internet,
+``python -m jaxdepth.data.tfds NAME [--data_dir DIR]`` (or ``download=True``).
+Offline with the dataset absent, :func:`load_tfds` raises a one-line
+:class:`DatasetUnavailable` naming the dataset, the directory searched and that
+command, before any compute.
+
+Preprocessing (Galanti et al. 2022, spec §12):
+- MNIST and Fashion-MNIST are zero-padded 28 -> 32 before normalization, as in the
+  authors' reference code (``pad_to_32=False`` keeps 28x28).
+- SVHN: ``train`` split only (the 531k ``extra`` images are not used).
+- STL-10: the 5,000 labelled ``train`` images (no ``unlabelled`` split).
+- Normalization ``x = (pixel / 255 - mean) / std`` per channel, with
+  ``normalization=``
+  'dataset' (default): each dataset's own published statistics (table below);
+  'reference': the authors' reference code (CIFAR-100 statistics for CIFAR-10 and
+    CIFAR-100, MNIST statistics for Fashion-MNIST, 0.5/0.5 for SVHN, ImageNet for
+    STL-10);
+  'computed': per-channel mean/std of the loaded (padded, un-augmented) train split.
+No augmentation here: see jaxdepth.data.augment (training only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxdepth.data.base import Dataset
+from jaxdepth.engine.validate import ConfigError
+
+CIFAR100_STATS = ((0.50708, 0.48655, 0.44092), (0.26733, 0.25644, 0.27615))
+MNIST_STATS = ((0.1307,), (0.3081,))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+class TfdsInfo(NamedTuple):
+  image_shape: tuple[int, int, int]  # as stored (before padding)
+  num_classes: int
+  train_split: str
+  test_split: str
+  stats: tuple[tuple[float, ...], tuple[float, ...]]  # own (mean, std), pixels in [0, 1]
+  reference_stats: tuple[tuple[float, ...], tuple[float, ...]]  # authors' code
+  pad_to_32: bool  # zero-pad 28 -> 32 (reference code) unless disabled
+
+
+KNOWN_TFDS: dict[str, TfdsInfo] = {
+    "mnist": TfdsInfo((28, 28, 1), 10, "train", "test", MNIST_STATS, MNIST_STATS, True),
+    "fashion_mnist": TfdsInfo((28, 28, 1), 10, "train", "test", ((0.2860,), (0.3530,)),
+                              MNIST_STATS, True),
+    "cifar10": TfdsInfo((32, 32, 3), 10, "train", "test",
+                        ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                        CIFAR100_STATS, False),
+    "cifar100": TfdsInfo((32, 32, 3), 100, "train", "test", CIFAR100_STATS, CIFAR100_STATS,
+                         False),
+    "svhn_cropped": TfdsInfo((32, 32, 3), 10, "train", "test",
+                             ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+                             ((0.5,) * 3, (0.5,) * 3), False),
+    "stl10": TfdsInfo((96, 96, 3), 10, "train", "test",
+                      ((0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)),
+                      IMAGENET_STATS, False),
+}
+NORMALIZATIONS = ("dataset", "reference", "computed")
+EMBEDDED = ("digits",)  # image sets that come from embedded.py, not TFDS
+
+
+class DatasetUnavailable(ConfigError):
+  """The dataset is not prepared locally and cannot be prepared now (one line)."""
+
+  def __init__(self, message: str):
+    super().__init__("dataset", message)
+
+
+def _check_name(name: str) -> TfdsInfo:
+  if name not in KNOWN_TFDS:
+    known = ", ".join(sorted(KNOWN_TFDS) + list(EMBEDDED))
+    raise ConfigError("dataset", f"unknown dataset {name!r}; known: {known}")
+  return KNOWN_TFDS[name]
+
+
+def image_shape(name: str, pad_to_32: bool = True) -> tuple[int, int, int]:
+  """Per-example (H, W, C) that :func:`load_tfds` returns, without loading anything."""
+  if name == "digits":
+    return (8, 8, 1)
+  info = _check_name(name)
+  if pad_to_32 and info.pad_to_32:
+    return (32, 32, info.image_shape[2])
+  return info.image_shape
+
+
+def num_classes(name: str) -> int:
+  return 10 if name == "digits" else _check_name(name).num_classes
+
+
+def pad_value(name: str, normalization: str = "dataset") -> tuple[float, ...]:
+  """A black pixel in normalized units, -mean / std per channel (augmentation fill)."""
+  info = _check_name(name)
+  if normalization not in ("dataset", "reference"):
+    raise ConfigError("data.normalization",
+                      "pad_value needs fixed statistics: 'dataset' or 'reference'")
+  mean, std = info.stats if normalization == "dataset" else info.reference_stats
+  return tuple(-m / s for m, s in zip(mean, std))
+
+
+def prepare_command(name: str, data_dir: str | None) -> str:
+  where = f" --data_dir {data_dir}" if data_dir else ""
+  return f"pip install 'jaxdepth[tfds]' && python -m jaxdepth.data.tfds {name}{where}"
+
+
+def _builder(name: str, data_dir: str | None, download: bool):
+  """TFDS builder whose data is prepared; prepares it if ``download``, else raises."""
+  import tensorflow_datasets as tfds
+
+  absl_log = logging.getLogger("absl")
+  level = absl_log.level
+  absl_log.setLevel(logging.ERROR)  # probing a missing dataset logs warnings: keep 1 line
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    prepared = builder.is_prepared()
+  finally:
+    absl_log.setLevel(level)
+  if prepared:
+    return builder
+  searched = str(builder.data_dir)
+  hint = f"prepare it with: {prepare_command(name, data_dir)}"
+  if not download:
+    raise DatasetUnavailable(
+        f"dataset {name!r} is not prepared in {searched} and download is off; "
+        f"{hint} (or set data.download=True on a machine with internet)")
+  try:
+    builder.download_and_prepare(file_format="array_record")
+  except Exception as e:  # no network, no TensorFlow, disk full: one line for the user
+    cause = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+    raise DatasetUnavailable(
+        f"dataset {name!r} is not prepared in {searched} and preparing it failed "
+        f"({cause}); {hint}") from e
+  return builder
+
+
+def check_available(name: str, data_dir: str | None = None, download: bool = False) -> None:
+  """Raise before any compute if ``name`` is unknown or absent and cannot be fetched.
+
+  Touches the filesystem only (no download, no decoding) unless ``download`` is set,
+  in which case a missing dataset is prepared now.
+  """
+  if name in EMBEDDED:
+    return
+  _check_name(name)
+  _builder(name, data_dir, download)
+
+
+def _read_split(name: str, split: str, data_dir: str | None, download: bool):
+  """Decode one split once: images (N, H, W, C) uint8 and labels (N,) int64."""
+  import tensorflow_datasets as tfds
+
+  source = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
+                            download_and_prepare_kwargs={"file_format": "array_record"})
+  n = len(source)
+  images, labels = None, np.empty((n,), np.int64)
+  for i in range(n):  # per-index reads: __getitems__ is broken under tfds mock_data
+    ex = source[i]
+    img = np.asarray(ex["image"])
+    if images is None:
+      images = np.empty((n,) + img.shape, np.uint8)
+    images[i] = img
+    labels[i] = int(ex["label"])
+  if images is None:
+    raise DatasetUnavailable(f"dataset {name!r} split {split!r} is empty")
+  return images, labels
+
+
+def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
+              normalization: str = "dataset", pad_to_32: bool = True) -> Dataset:
+  """Load a TFDS image dataset into normalized numpy arrays.
+
+  Args:
+    name: one of KNOWN_TFDS (mnist, fashion_mnist, cifar10, cifar100, svhn_cropped,
+      stl10).
+    data_dir: TFDS data directory (None: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    download: prepare the dataset if it is missing (needs internet and TensorFlow).
+    normalization: 'dataset' | 'reference' | 'computed' (module docstring).
+    pad_to_32: zero-pad MNIST/Fashion-MNIST 28 -> 32 (reference pipeline).
+
+  Returns:
+    Dataset with x_* (N, H, W, C) float32 normalized, y_* (N,) int32 in [0, C).
+  """
+  info = _check_name(name)
+  if normalization not in NORMALIZATIONS:
+    raise ConfigError("data.normalization", f"unknown value {normalization!r}; allowed: "
+                      f"{', '.join(NORMALIZATIONS)}")
+  _builder(name, data_dir, download)  # one-line error if absent; data_source re-opens it
+  raw = {}
+  for split in (info.train_split, info.test_split):
+    images, labels = _read_split(name, split, data_dir, download)
+    if images.shape[1:] != info.image_shape:
+      raise ValueError(f"{name} split {split}: images {images.shape[1:]}, "
+                       f"expected {info.image_shape}")
+    if labels.min() < 0 or labels.max() >= info.num_classes:
+      raise ValueError(f"{name} split {split}: labels outside [0, {info.num_classes})")
+    raw[split] = images, labels
+  pad = pad_to_32 and info.pad_to_32
+
+  def to_float(images):
+    x = images.astype(np.float32) / np.float32(255.0)
+    if pad:  # zeros before normalization, like torchvision's Pad on PIL images
+      ph, pw = 32 - x.shape[1], 32 - x.shape[2]
+      x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+    return x
+
+  x_train, y_train = to_float(raw[info.train_split][0]), raw[info.train_split][1]
+  x_test, y_test = to_float(raw[info.test_split][0]), raw[info.test_split][1]
+  if normalization == "computed":
+    mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
+    std = x_train.std(axis=(0, 1, 2), dtype=np.float64)
+  else:
+    mean, std = info.stats if normalization == "dataset" else info.reference_stats
+  mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
+  std = np.asarray(std, np.float32).reshape(1, 1, 1, -1)
+  return Dataset(
+      x_train=(x_train - mean) / std, y_train=y_train.astype(np.int32),
+      x_test=(x_test - mean) / std, y_test=y_test.astype(np.int32),
+      num_classes=info.num_classes, name=name)
+
+
+def main(argv=None) -> None:
+  """``python -m jaxdepth.data.tfds NAME [--data_dir DIR]``: download and prepare."""
+  ap = argparse.ArgumentParser(description=main.__doc__)
+  ap.add_argument("name", choices=sorted(KNOWN_TFDS))
+  ap.add_argument("--data_dir", default=None)
+  args = ap.parse_args(argv)
+  builder = _builder(args.name, args.data_dir, download=True)
+  print(f"{args.name}: prepared in {builder.data_dir}; "
+        f"splits {', '.join(f'{k}={v.num_examples}' for k, v in builder.info.splits.items())}")
+
+
+if __name__ == "__main__":
+  main()

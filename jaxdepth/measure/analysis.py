@@ -1,0 +1,242 @@
+"""Streamed per-layer analysis of any jaxdepth Network (spec §3-§5, §13).
+
+One jitted program computes, for every layer and (under vmap) every run: NCC train
+and test accuracy, CDNV on train and on test (two passes, centred), effective depths,
+the Gram-matrix effective rank of the embeddings, and the network's own accuracy and
+loss. Data are streamed in fixed-size batches (the tail padded and masked, never
+dropped), so wide conv layers never hold a whole dataset's embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdepth.measure import collapse, rank
+from jaxdepth.nets.base import Network
+
+
+class Batched(NamedTuple):
+  """A dataset cut into (num_batches, B, ...) with a validity mask."""
+  x: jax.Array  # (NB, B, ...)
+  y: jax.Array  # (NB, B) true labels (0 in padding)
+  mask: jax.Array  # (NB, B) bool
+
+
+def batch_pad(x, y, batch_size: int) -> Batched:
+  """Pad to a multiple of ``batch_size`` and reshape; padding is masked out."""
+  n = x.shape[0]
+  nb = -(-n // batch_size)
+  pad = nb * batch_size - n
+  xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+  yp = np.concatenate([y, np.zeros((pad,), y.dtype)])
+  mask = np.arange(nb * batch_size) < n
+  return Batched(xp.reshape(nb, batch_size, *x.shape[1:]), yp.reshape(nb, batch_size),
+                 mask.reshape(nb, batch_size))
+
+
+def relabel(batched: Batched, labels_N) -> jax.Array:
+  """Per-run training labels (N,) cut like ``batched.y``."""
+  nb, b = batched.y.shape
+  pad = nb * b - labels_N.shape[0]
+  return jnp.concatenate([labels_N, jnp.zeros((pad,), labels_N.dtype)]).reshape(nb, b)
+
+
+def gram_matrix(phi_NxD) -> jax.Array:
+  """The smaller of Phi^T Phi (D x D) and Phi Phi^T (N x N): same non-zero spectrum
+  as the Gram matrix K = Phi Phi^T, whose effective rank is reported."""
+  n, d = phi_NxD.shape
+  return phi_NxD.T @ phi_NxD if d <= n else phi_NxD @ phi_NxD.T
+
+
+def _masked_eigvalsh(g, xp):
+  """Eigenvalues of a stack of symmetric matrices; a non-finite matrix (a diverged
+  run) gets NaN eigenvalues instead of an error.  ``xp`` is numpy or jax.numpy."""
+  finite = xp.isfinite(g).all(axis=(-2, -1))
+  ev = xp.linalg.eigvalsh(xp.where(finite[..., None, None], g, 0.0))
+  return xp.where(finite[..., None], ev, xp.nan)
+
+
+_device_eigvalsh = jax.jit(lambda g: _masked_eigvalsh(g, jnp))
+
+
+def finalize(out: dict) -> dict:
+  """Host side: replace the Gram matrices ``gram_*`` by effective ranks ``rank_*``.
+
+  rho(K) = entropy of the normalized eigenvalues of K (Huh et al. 2021). On the CPU
+  the eigenvalues come from numpy float64 ``eigvalsh`` (LAPACK calls inside the large
+  vmapped analysis program hung XLA:CPU, jax 0.10.2); on a GPU/TPU from one batched
+  ``eigvalsh`` on the device, so only eigenvalues cross to the host (the host loop
+  cost 25 training epochs per analysis at width 256 on an H100). Accepts device or
+  host arrays with any leading axes (runs, layers); returns numpy.
+  """
+  out = dict(out)
+  grams = {s: out.pop(f"gram_{s}") for s in ("train", "test") if f"gram_{s}" in out}
+  if jax.default_backend() != "cpu":
+    evs = {s: _device_eigvalsh(g) for s, g in grams.items()}
+  else:
+    evs = {s: _masked_eigvalsh(np.asarray(g, np.float64), np) for s, g in grams.items()}
+  out, evs = jax.device_get((out, evs))
+  for split, ev in evs.items():
+    ev = np.asarray(ev, np.float64)
+    finite = np.isfinite(ev).all(axis=-1)  # diverged runs: NaN rank, no crash
+    ev = np.clip(np.where(finite[..., None], ev, 0.0), 0.0, None)
+    with jax.enable_x64(True):  # element-wise only: no decomposition inside XLA
+      rho = np.asarray(rank.entropy_from_singular_values(ev))
+    out[f"rank_{split}"] = np.where(finite, rho, np.nan)
+  return out
+
+
+def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
+                  rank_samples: int = 512, cache: bool = False):
+  """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
+
+  ``train``/``test`` are Batched (shared by all runs); ``train_labels`` are the labels
+  the run was trained on and ``corrupted`` marks the corrupted ones. vmap over runs.
+  With ``cache`` the embeddings of each split are computed once and both passes read
+  them (for small layers); without it every pass recomputes them batch by batch, so
+  memory stays at one batch of embeddings (wide conv layers).
+  """
+  C = num_classes
+  eps_E = jnp.asarray(eps, jnp.float32)
+
+  def forward(variables, x):
+    logits, groups, _ = network.apply(variables, x, train=False)
+    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+
+  def source(variables, data: Batched):
+    """What the passes scan over, and how to turn one item into (logits, groups)."""
+    if cache:
+      return jax.lax.map(lambda x: forward(variables, x), data.x), lambda item: item
+    return data.x, lambda x: forward(variables, x)
+
+  def pass_sums(src, data: Batched, labels, refs):
+    """Pass 1: per-class counts and sums of (f - ref), every layer."""
+    items, get = src
+
+    def body(carry, xs):
+      item, y, m = xs
+      _, groups = get(item)
+      out = []
+      for (cnt, sums), f, r in zip(carry, groups, refs):
+        c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
+        out.append((cnt + c_b, sums + s_b))
+      return out, None
+    init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
+            for r in refs]
+    carry, _ = jax.lax.scan(body, init, (items, labels, data.mask))
+    return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
+
+  def pass_m2(src, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset):
+    """Pass 2: M2 per class, NCC correct counts (on ``ncc_labels``), network loss/acc."""
+    items, get = src
+
+    def body(carry, xs):
+      item, y, y_ncc, m, sub = xs
+      logits, groups = get(item)
+      mf = m.astype(jnp.float32)
+      m2s, corrects = [], []
+      for f, r, (cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
+          groups, refs, stats, ncc_stats, carry["m2"], carry["correct"]):
+        m2_b = jax.vmap(lambda f_, mu_, r_: collapse.class_m2(f_, y, mu_, r_, m))(f, mu, r)
+        pred = jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(
+            collapse.ncc_scores(f_, mu_, c_, r_), axis=1))(f, nmu, ncnt, r)
+        hit = (pred == y_ncc[None]).astype(jnp.float32)
+        c_b = jnp.stack([hit @ mf, hit @ (mf * (1 - sub)), hit @ (mf * sub)], axis=1)
+        m2s.append(acc_m2 + m2_b)
+        corrects.append(acc_c + c_b)
+      ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y_ncc[:, None], axis=1)[:, 0]
+      new = {"m2": m2s, "correct": corrects,
+             "loss": carry["loss"] + jnp.sum(ce * mf),
+             "acc": carry["acc"] + jnp.sum((jnp.argmax(logits, 1) == y_ncc) * mf)}
+      return new, None
+    init = {"m2": [jnp.zeros((r.shape[0], C)) for r in refs],
+            "correct": [jnp.zeros((r.shape[0], 3)) for r in refs],
+            "loss": jnp.zeros(()), "acc": jnp.zeros(())}
+    carry, _ = jax.lax.scan(body, init, (items, labels, ncc_labels, data.mask, subset))
+    return carry
+
+  def analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
+    # Every matmul of the analysis, the forward passes included, at full float32: on
+    # GPU/TPU the default would use TF32/bf16 passes, and the NCC/CDNV numbers would
+    # then depend on the batch size and drift from the formula.
+    with jax.default_matmul_precision("highest"):
+      return _analyze(variables, train, train_labels, corrupted, test)
+
+  def _analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
+    # Centring point per layer: mean of the first training batch (translation
+    # invariance makes this exact; it keeps float32 sums well conditioned).
+    _, groups0 = forward(variables, train.x[0])
+    m0 = train.mask[0].astype(jnp.float32)
+    refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
+    sub = corrupted.astype(jnp.float32)
+    tr_src, te_src = source(variables, train), source(variables, test)
+    tr_stats = pass_sums(tr_src, train, train_labels, refs)
+    te_stats = pass_sums(te_src, test, test.y, refs)
+    tr = pass_m2(tr_src, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub)
+    te = pass_m2(te_src, test, test.y, te_stats, refs, tr_stats, test.y,
+                 jnp.zeros(test.mask.shape))
+    n_tr = train.mask.sum()
+    n_te = test.mask.sum()
+    n_corrupt = jnp.sum(sub * train.mask)
+
+    def cdnv_all(stats, m2):
+      out = [jax.vmap(collapse.cdnv_from_stats)(cnt, mu, mm) for (cnt, mu), mm in
+             zip(stats, m2)]
+      return jax.tree.map(lambda *a: jnp.concatenate(a), *out)
+
+    cd_tr, cd_te = cdnv_all(tr_stats, tr["m2"]), cdnv_all(te_stats, te["m2"])
+    corr_tr = jnp.concatenate(tr["correct"])  # (L, 3): all, clean, corrupted
+    corr_te = jnp.concatenate(te["correct"])
+    ncc_train = corr_tr[:, 0] / n_tr
+    # Compare integer error counts with eps * n (not 1 - acc in float32, which puts
+    # an error of exactly eps, e.g. 4/400 at 0.01, just above eps).
+    err_count_L = n_tr - corr_tr[:, 0]
+    thresh_E = eps_E * n_tr * (1 + 1e-6)
+    # Gram-matrix effective rank of the embeddings of a fixed subset.
+    def ranks(data: Batched, src):  # Gram matrices of the first rank_samples examples
+      # Padding rows are zeroed: zero rows leave the non-zero singular values as
+      # they are, so the rank is that of the first min(k, N) real examples.
+      nb, b = data.mask.shape
+      k = min(rank_samples, nb * b)
+      m = data.mask.reshape(-1)[:k].astype(jnp.float32)
+      if cache:  # reuse the cached embeddings: (NB, L, B, D) -> (L, NB*B, D)[:, :k]
+        gs = [jnp.moveaxis(g, 1, 0).reshape(g.shape[1], nb * b, -1)[:, :k]
+              for g in src[0][1]]
+      else:
+        _, gs = forward(variables, data.x.reshape(-1, *data.x.shape[2:])[:k])
+      return [jax.vmap(gram_matrix)(g * m[None, :, None]) for g in gs]
+
+    return {
+        "ncc_train_acc": ncc_train,
+        "ncc_test_acc": corr_te[:, 0] / n_te,
+        "ncc_train_acc_clean": corr_tr[:, 1] / jnp.maximum(n_tr - n_corrupt, 1),
+        "ncc_train_acc_corrupted": jnp.where(
+            n_corrupt > 0, corr_tr[:, 2] / jnp.maximum(n_corrupt, 1), jnp.nan),
+        "cdnv_train": cd_tr.value, "cdnv_test": cd_te.value,
+        "degenerate_pairs_train": cd_tr.num_degenerate_pairs,
+        "degenerate_pairs_test": cd_te.num_degenerate_pairs,
+        "empty_classes_train": cd_tr.num_empty_classes[0],
+        "empty_classes_test": cd_te.num_empty_classes[0],
+        # Gram matrices per layer; analysis.finalize() turns them into ranks.
+        "gram_train": _stack(ranks(train, tr_src)), "gram_test": _stack(ranks(test, te_src)),
+        "effective_depth": jax.vmap(
+            lambda t: collapse.effective_depth(err_count_L, t))(thresh_E),
+        "effective_depth_suffix": jax.vmap(
+            lambda t: collapse.effective_depth_suffix(err_count_L, t))(thresh_E),
+        "train_loss": tr["loss"] / n_tr, "train_acc": tr["acc"] / n_tr,
+        "test_loss": te["loss"] / n_te, "test_acc": te["acc"] / n_te,
+    }
+
+  return analyze
+
+
+def _stack(grams):
+  """Layer groups of Gram matrices as one (L, m, m) array (groups may differ in m:
+  then each is zero-padded, which leaves the non-zero spectrum unchanged)."""
+  m = max(g.shape[-1] for g in grams)
+  return jnp.concatenate([jnp.pad(g, ((0, 0), (0, m - g.shape[-1]), (0, m - g.shape[-1])))
+                          for g in grams])

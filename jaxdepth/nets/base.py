@@ -1,0 +1,24 @@
+"""Depth-parameterized networks as pure (init, apply) pairs.
+
+Every network returns its logits and the flattened post-activation embedding of
+every studied layer. Layers of equal shape are stored stacked on a leading axis and
+applied with ``lax.scan``, so compile time does not grow with depth.
+
+Network contract (all families):
+  init(key) -> variables = {"params": tree, "batch_stats": tree}
+  apply(variables, x_B..., train) -> (logits_BxC, feats, new_batch_stats)
+  feats: tuple of layer groups, each (L_g, B, D_g); sum of L_g == num_layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+
+class Network(NamedTuple):
+  init: Callable[[jax.Array], dict]
+  apply: Callable[..., tuple[jax.Array, tuple[jax.Array, ...], Any]]
+  num_layers: int
+  layer_names: tuple[str, ...]

@@ -1,0 +1,332 @@
+"""CONV-L-H: L conv layers of H channels, as pure init/apply (Galanti et al. 2022, §10.2).
+
+Architecture (jaxdepth's documented choices for what the paper leaves open):
+
+- Layer 1 (stem): a downsampling conv from the input channels to H,
+  3x3 stride 2 padding 1 for 2-D inputs (B, H_in, W_in, C), kernel 3 stride 2
+  padding 1 for 1-D inputs (B, T, C) (or (B, T), read as one channel), then
+  BatchNorm, then ReLU. Padding 1 matches PyTorch's ``Conv2d(..., 3, 2, 1)``:
+  spatial size ceil(n / 2).
+- Layers 2..L: 3x3 (or k=3) conv, H -> H, stride 1, padding 1, then BN, then ReLU.
+  Their weights are stacked on a leading axis (L-1, 3, 3, H, H) and applied with
+  ``lax.scan``; BN scales, biases and running statistics are stacked the same way,
+  so compile time stays flat in L.
+- Head: global average pooling (default) or flatten, then Linear(-> C).
+- Conv biases exist only without BatchNorm (with BN they are redundant).
+- Convs run as XLA convolutions on accelerators and as one patch matmul (im2col) on
+  CPU, where native conv gradients inside loops are 20-30x slower (``conv_patches``).
+- Embedding of layer i (spec §2): the post-ReLU output of layer i, flattened in
+  NHWC order. The stem output and the scanned layers have the same shape, so all L
+  embeddings come back as ONE feats group of shape (L, B, h*w*H).
+
+BatchNorm follows Flax: momentum 0.9 (PyTorch 0.1), eps 1e-5, biased batch variance
+for both normalization and the running average. In train mode it normalizes with the
+batch statistics and returns the updated running averages; in eval mode it uses the
+running averages and returns them unchanged.
+
+Initializations: 'kaiming' = He normal, std sqrt(2 / fan_in) (sqrt(1 / fan_in)
+for the linear head), zero biases;
+'pytorch' = PyTorch defaults, weights U(+-1/sqrt(fan_in)) (Kaiming-uniform with
+a = sqrt(5)), biases U(+-1/sqrt(fan_in)). BN scale 1, bias 0 in both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.nets.base import Network
+
+INITS = ("kaiming", "pytorch")
+HEADS = ("gap", "flatten")
+BN_MOMENTUM = 0.9
+BN_EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------- shared
+# Building blocks shared with jaxdepth/nets/trunks.py (ResNet-18).
+
+
+# Config field names in errors: the collapse schema (configs/common.py) keeps family,
+# depth, width, batchnorm and init at the top level and family extras under model.
+TOP_LEVEL = ("family", "depth", "width", "batchnorm", "init")
+
+
+def field_name(name: str) -> str:
+  return name if name in TOP_LEVEL else f"model.{name}"
+
+
+def _get(cfg, name: str, default: Any) -> Any:
+  """Field of a ConfigDict or dict, with a default for family-specific fields."""
+  return cfg.get(name, default)
+
+
+class Init(NamedTuple):
+  """Spec of one initial array: kind 'normal' (std scale), 'uniform' (+-scale), 'const'."""
+  kind: str
+  shape: tuple[int, ...]
+  scale: float
+
+
+def weight_spec(shape: Sequence[int], fan_in: int, init: str, relu: bool = True) -> Init:
+  """Conv/linear weight.
+
+  kaiming: N(0, 2/fan_in) before a ReLU, N(0, 1/fan_in) for a linear read-out
+  (as jaxdepth.nets.dense_init); pytorch: U(+-1/sqrt(fan_in)) (Kaiming-uniform, a=sqrt 5).
+  """
+  if init == "kaiming":
+    return Init("normal", tuple(shape), math.sqrt((2.0 if relu else 1.0) / fan_in))
+  if init == "pytorch":
+    return Init("uniform", tuple(shape), 1.0 / math.sqrt(fan_in))
+  raise ConfigError("init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+
+
+def bias_spec(shape: Sequence[int], fan_in: int, init: str) -> Init:
+  """Bias: zeros (kaiming) or U(+-1/sqrt(fan_in)) (pytorch)."""
+  if init == "pytorch":
+    return Init("uniform", tuple(shape), 1.0 / math.sqrt(fan_in))
+  return Init("const", tuple(shape), 0.0)
+
+
+def bn_specs(shape: Sequence[int]) -> tuple[dict, dict]:
+  """BN params {scale: 1, bias: 0} and running stats {mean: 0, var: 1}."""
+  shape = tuple(shape)
+  return ({"scale": Init("const", shape, 1.0), "bias": Init("const", shape, 0.0)},
+          {"mean": Init("const", shape, 0.0), "var": Init("const", shape, 1.0)})
+
+
+def materialize(key, specs):
+  """Arrays for a tree of Init specs from ONE normal and ONE uniform draw.
+
+  Every weight is a disjoint slice of a single flat draw: statistically the same as
+  independent draws, but XLA compiles one RNG op instead of one per weight shape
+  (on a loaded 2-core CPU each extra RNG op cost about 3 s of compile time).
+  """
+  leaves, treedef = jax.tree.flatten(specs, is_leaf=lambda x: isinstance(x, Init))
+  sizes = {k: sum(math.prod(s.shape) for s in leaves if s.kind == k)
+           for k in ("normal", "uniform")}
+  k_n, k_u = jax.random.split(key)
+  flat = {"normal": jax.random.normal(k_n, (sizes["normal"],), jnp.float32),
+          "uniform": jax.random.uniform(k_u, (sizes["uniform"],), jnp.float32, -1.0, 1.0)}
+  offset = {"normal": 0, "uniform": 0}
+  out = []
+  for s in leaves:
+    n = math.prod(s.shape)
+    if s.kind == "const":
+      out.append(jnp.full(s.shape, s.scale, jnp.float32))
+      continue
+    out.append(s.scale * flat[s.kind][offset[s.kind]:offset[s.kind] + n].reshape(s.shape))
+    offset[s.kind] += n
+  return jax.tree.unflatten(treedef, out)
+
+
+def _channel(v_C: jax.Array, ndim: int) -> jax.Array:
+  """(C,) -> (1, ..., 1, C), explicit broadcasting (rank promotion is 'raise')."""
+  return v_C.reshape((1,) * (ndim - 1) + v_C.shape)
+
+
+def batchnorm(x, p: dict, s: dict, train: bool) -> tuple[jax.Array, dict]:
+  """BatchNorm over all axes but the last (channels).
+
+  y = (x - m) / sqrt(v + eps) * scale + bias, with (m, v) the biased batch mean and
+  variance in train mode, the running averages in eval mode. Running averages:
+  r <- 0.9 r + 0.1 batch (Flax momentum 0.9 = PyTorch momentum 0.1).
+
+  Returns (y, new_stats); new_stats is ``s`` itself in eval mode.
+  """
+  axes = tuple(range(x.ndim - 1))
+  if train:
+    mean_C = jnp.mean(x, axes)
+    var_C = jnp.mean(jnp.square(x - _channel(mean_C, x.ndim)), axes)
+    new = {
+        "mean": BN_MOMENTUM * s["mean"] + (1.0 - BN_MOMENTUM) * mean_C,
+        "var": BN_MOMENTUM * s["var"] + (1.0 - BN_MOMENTUM) * var_C,
+    }
+  else:
+    mean_C, var_C, new = s["mean"], s["var"], s
+  inv_C = lax.rsqrt(var_C + BN_EPS) * p["scale"]
+  y = (x - _channel(mean_C, x.ndim)) * _channel(inv_C, x.ndim) + _channel(p["bias"], x.ndim)
+  return y, new
+
+
+def conv(x, w, stride: int, padding: int, impl: str = "xla") -> jax.Array:
+  """N-d conv, channels last: x (B, *S, Cin), w (*K, Cin, Cout) -> (B, *S', Cout).
+
+  impl 'xla': ``lax.conv_general_dilated``; 'patches': :func:`conv_patches` (same
+  result; fast to differentiate inside loops on CPU).
+  """
+  if impl == "patches":
+    return conv_patches(x, w, stride, padding)
+  nd = x.ndim - 2
+  spatial = "HW" if nd == 2 else "W"
+  dn = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+  return lax.conv_general_dilated(
+      x, w, window_strides=(stride,) * nd, padding=((padding, padding),) * nd,
+      dimension_numbers=dn)
+
+
+def conv_patches(x, w, stride: int, padding: int) -> jax.Array:
+  """The same conv as ONE matmul over strided shifted copies of x (im2col).
+
+  y[b, i, j, o] = sum_{p, q, c} xpad[b, s i + p, s j + q, c] w[p, q, c, o].
+  Why: on CPU, XLA runs the backward pass of a native conv inside a loop body (the
+  trainer's scan over steps, or the scan over layers) about 20-30x slower than
+  outside one (measured, 5 layers 64x4x4x32, weight gradient: 248 ms vs 12 ms with
+  patches); pads, strided slices and a dot differentiate into pads, slices and dots.
+  Costs k^nd times the activation memory, so it is the CPU default only.
+  """
+  nd = x.ndim - 2
+  kernel = w.shape[:nd]
+  out = tuple(out_size(n, k, stride, padding) for n, k in zip(x.shape[1:-1], kernel))
+  xp = jnp.pad(x, ((0, 0),) + ((padding, padding),) * nd + ((0, 0),))
+  shifts = []
+  for off in itertools.product(*(range(k) for k in kernel)):  # row-major = w's layout
+    idx = (slice(None),) + tuple(slice(o, o + stride * (n - 1) + 1, stride)
+                                 for o, n in zip(off, out))
+    shifts.append(xp[idx])
+  patches = jnp.stack(shifts, axis=-2)  # (B, *S', prod(K), Cin)
+  w_KxIxO = w.reshape((math.prod(kernel),) + w.shape[-2:])
+  return jnp.einsum("...ki,kio->...o", patches, w_KxIxO)
+
+
+CONV_IMPLS = ("auto", "xla", "patches")
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """'auto': 'patches' on CPU (see conv_patches), native 'xla' conv elsewhere."""
+  if impl not in CONV_IMPLS:
+    raise ConfigError("model.conv_impl",
+                      f"unknown value {impl!r}; allowed: {', '.join(CONV_IMPLS)}")
+  if impl == "auto":
+    return "patches" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def out_size(n: int, k: int, stride: int, pad: int) -> int:
+  """Output length of a conv along one axis (PyTorch formula)."""
+  return (n + 2 * pad - k) // stride + 1
+
+
+# ----------------------------------------------------------------------------- CONV-L-H
+
+
+def _conv_dims(input_shape: Sequence[int]) -> tuple[tuple[int, ...], int]:
+  """(spatial shape, input channels) from a per-example shape; rank 1 = (T,) -> C=1."""
+  shape = tuple(int(d) for d in input_shape)
+  if len(shape) == 1:
+    return shape, 1
+  if len(shape) in (2, 3):
+    return shape[:-1], shape[-1]
+  raise ConfigError(
+      "family",
+      f"conv needs per-example inputs (T,), (T, C) or (H, W, C); got shape {shape}")
+
+
+def validate_model(model_cfg) -> None:
+  """Check the CONV-L-H fields (no compute): depth, width, init, head, conv_impl."""
+  resolve_conv_impl(_get(model_cfg, "conv_impl", "auto"))
+  depth, width = _get(model_cfg, "depth", None), _get(model_cfg, "width", None)
+  for field, v in (("depth", depth), ("width", width)):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+      raise ConfigError(field, f"must be an integer >= 1, got {v!r}")
+  init = _get(model_cfg, "init", "kaiming")
+  if init not in INITS:
+    raise ConfigError("init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
+  head = _get(model_cfg, "head", "gap")
+  if head not in HEADS:
+    raise ConfigError("model.head", f"unknown value {head!r}; allowed: {', '.join(HEADS)}")
+
+
+def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Network:
+  """CONV-L-H as a Network (pure init/apply). See the module docstring.
+
+  Args:
+    model_cfg: ConfigDict/dict with depth (L), width (H), batchnorm (bool),
+      init ('kaiming' | 'pytorch'), optional head ('gap' | 'flatten') and
+      conv_impl ('auto' | 'xla' | 'patches'; 'auto' = patches on CPU, see
+      conv_patches).
+    input_shape: per-example shape: (H, W, C) -> 2-D convs; (T, C) or (T,) -> 1-D.
+    num_classes: C.
+
+  Returns:
+    Network with apply(variables, x, train) -> (logits_BxC, (f_LxBxD,), stats),
+    D = h*w*H (2-D) or t*H (1-D) where (h, w) = ceil of half the input size.
+  """
+  validate_model(model_cfg)
+  depth, width = int(model_cfg["depth"]), int(model_cfg["width"])
+  use_bn = bool(_get(model_cfg, "batchnorm", True))
+  init = _get(model_cfg, "init", "kaiming")
+  head = _get(model_cfg, "head", "gap")
+  impl = resolve_conv_impl(_get(model_cfg, "conv_impl", "auto"))
+  spatial, c_in = _conv_dims(input_shape)
+  nd = len(spatial)
+  if min(spatial) < 1:
+    raise ConfigError("dataset", f"input shape {tuple(input_shape)} has an empty axis")
+  feat_spatial = tuple(out_size(n, 3, 2, 1) for n in spatial)
+  feat_dim = math.prod(feat_spatial) * width
+  head_in = width if head == "gap" else feat_dim
+  k = (3,) * nd
+  fan_stem, fan_hid = 3**nd * c_in, 3**nd * width
+
+  specs: dict = {
+      "stem": {"w": weight_spec(k + (c_in, width), fan_stem, init)},
+      "hidden": {"w": weight_spec((depth - 1,) + k + (width, width), fan_hid, init)},
+      "head": {"w": weight_spec((head_in, num_classes), head_in, init, relu=False),
+               "b": bias_spec((num_classes,), head_in, init)},
+  }
+  stat_specs: dict = {}
+  if use_bn:
+    specs["stem"]["bn"], stem_stats = bn_specs((width,))
+    specs["hidden"]["bn"], hid_stats = bn_specs((depth - 1, width))
+    stat_specs = {"stem": stem_stats, "hidden": hid_stats}
+  else:
+    specs["stem"]["b"] = bias_spec((width,), fan_stem, init)
+    specs["hidden"]["b"] = bias_spec((depth - 1, width), fan_hid, init)
+
+  def init_fn(key) -> dict:
+    return {"params": materialize(key, specs),
+            "batch_stats": materialize(key, stat_specs)}
+
+  def block(x, p, s, stride, train):
+    """conv -> (BN | bias) -> ReLU for one layer; returns (h, new_stats)."""
+    h = conv(x, p["w"], stride, 1, impl)
+    if use_bn:
+      h, s = batchnorm(h, p["bn"], s, train)
+    else:
+      h = h + _channel(p["b"], h.ndim)
+    return jax.nn.relu(h), s
+
+  def apply_fn(variables: dict, x, train: bool = False):
+    p, st = variables["params"], variables["batch_stats"]
+    x = x.astype(p["stem"]["w"].dtype)  # compute in the parameters' dtype (float32)
+    expected = tuple(spatial) + (c_in,)
+    x = x.reshape(x.shape[:1] + expected) if x.ndim == 2 and len(input_shape) == 1 else x
+    if tuple(x.shape[1:]) != expected:
+      raise ValueError(f"CONV-L-H built for inputs {expected}, got batch {x.shape}")
+    batch = x.shape[0]
+    h0, stem_stats = block(x, p["stem"], st.get("stem"), 2, train)
+
+    def layer(h, ps):
+      p_l, s_l = ps
+      h, s_l = block(h, p_l, s_l, 1, train)
+      return h, (h, s_l)
+
+    hid_stats = st.get("hidden")
+    h, (hs, new_hid) = lax.scan(layer, h0, (p["hidden"], hid_stats))
+    feats_LxBxD = jnp.concatenate(
+        [h0.reshape(1, batch, feat_dim), hs.reshape(depth - 1, batch, feat_dim)])
+    z = jnp.mean(h, axis=tuple(range(1, h.ndim - 1))) if head == "gap" else h.reshape(batch, -1)
+    logits_BxC = z @ p["head"]["w"] + p["head"]["b"][None, :]
+    new_stats = {"stem": stem_stats, "hidden": new_hid} if use_bn and train else st
+    return logits_BxC, (feats_LxBxD,), new_stats
+
+  names = tuple(f"conv{i}" for i in range(1, depth + 1))
+  # init is jitted: eagerly, every slice and fill would be dispatched (and compiled) alone.
+  return Network(init=jax.jit(init_fn), apply=apply_fn, num_layers=depth, layer_names=names)

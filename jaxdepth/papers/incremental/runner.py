@@ -1,0 +1,200 @@
+"""One trainer for every incremental-learning experiment.
+
+A :class:`Problem` is three pure single-run functions (init, loss, track).  The
+trainer vmaps them over seeds (outer axis, with per-seed data and init keys) and
+init scales (inner axis), and runs full-batch gradient descent as a jitted,
+donated *segment*: a ``lax.scan`` over log records, each a scan over tracking
+evaluations, each a scan over ``record_every`` optimizer steps.  First-crossing
+times of thresholds (t10/t50/t90, selection times) and the tracked vector at
+each first crossing are kept in the carry, so they have the resolution of
+``record_every`` without storing every step.  Depth is a shape: the caller loops
+over depths, one compile each.
+
+Stopping (spec §6): the scan length is fixed; a run whose loss falls below
+``stop_loss`` freezes its parameters (``jnp.where``) and records its stop step.
+A run whose loss becomes non-finite or grows past ``diverge_factor`` x its
+initial loss also freezes (at its last finite parameters) and is flagged
+``diverged``.  The Python loop ends early once every run is frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdepth.engine import writers
+
+
+class Problem(NamedTuple):
+  init: Callable[[Any, Any, Any], Any]  # (key, sigma0, data) -> params
+  loss: Callable[[Any, Any], jax.Array]  # (params, data) -> scalar
+  track: Callable[[Any, Any], tuple]  # (params, data) -> (cross_K, logged_J)
+
+
+class RunState(NamedTuple):
+  params: Any
+  loss0: jax.Array  # initial loss (divergence reference)
+  done: jax.Array  # bool: loss fell below stop_loss
+  diverged: jax.Array  # bool
+  stop_step: jax.Array  # int: step at which the run froze (-1 while running)
+  cross_t_AxK: jax.Array  # first step with cross_K >= thr_AxK (inf: never)
+  cross_snap_AxKxK: jax.Array  # cross_K at that step (only if snapshots)
+
+
+class Result(NamedTuple):
+  """Host-side outputs; leading axes (S seeds, I init scales), T log records."""
+
+  steps_T: np.ndarray
+  loss_SxIxT: np.ndarray
+  logged_SxIxTxJ: np.ndarray
+  cross_t_SxIxAxK: np.ndarray
+  cross_snap_SxIxAxKxK: np.ndarray | None
+  done_SxI: np.ndarray
+  diverged_SxI: np.ndarray
+  stop_step_SxI: np.ndarray
+  params: Any  # final parameters, numpy, leading (S, I)
+  wall_s: float
+  steps_run: int
+
+
+def _cross_update(st: RunState, cross_K, thr_AxK, t, snapshots: bool) -> RunState:
+  new_AxK = (cross_K[None, :] >= thr_AxK) & jnp.isinf(st.cross_t_AxK)
+  cross_t = jnp.where(new_AxK, jnp.asarray(t, st.cross_t_AxK.dtype), st.cross_t_AxK)
+  snap = st.cross_snap_AxKxK
+  if snapshots:
+    snap = jnp.where(new_AxK[:, :, None], cross_K[None, None, :], snap)
+  return st._replace(cross_t_AxK=cross_t, cross_snap_AxKxK=snap)
+
+
+def _tree_where(c, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(c, a, b), new, old)
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.stack(leaves).all()
+
+
+def make_fns(problem: Problem, *, record_every: int, evals_per_log: int, logs_per_segment: int,
+             stop_loss: float, diverge_factor: float, snapshots: bool):
+  """Jitted (init_fn, segment_fn) for one depth, vmapped over (seed, init scale)."""
+
+  def init_single(key, sigma0, data, thr_AxK):
+    params = problem.init(key, sigma0, data)
+    loss0 = problem.loss(params, data)
+    cross_K, logged_J = problem.track(params, data)
+    a, k = thr_AxK.shape
+    # Strong (non-weak) dtypes, so that the segment's output state has the input's types
+    # and the segment compiles once.
+    st = RunState(params, loss0, jnp.zeros((), bool), ~jnp.isfinite(loss0),
+                  jnp.full((), -1, jax.dtypes.canonicalize_dtype(jnp.int64)),
+                  jnp.full((a, k), jnp.inf, cross_K.dtype),
+                  jnp.zeros((a, k, k) if snapshots else (1, 1, 1), cross_K.dtype))
+    return _cross_update(st, cross_K, thr_AxK, 0, snapshots), (loss0, logged_J)
+
+  def gd_step(st: RunState, data, lr, t):
+    loss, g = jax.value_and_grad(problem.loss)(st.params, data)
+    new = jax.tree.map(lambda p, gp: p - lr * gp, st.params, g)
+    running = ~(st.done | st.diverged)
+    bad = ~jnp.isfinite(loss) | (loss > diverge_factor * st.loss0) | ~_all_finite(new)
+    stop = running & ~bad & (loss < stop_loss)  # converged at the current params
+    upd = running & ~bad & ~stop
+    freeze = running & (bad | stop)
+    return st._replace(params=_tree_where(upd, new, st.params), done=st.done | stop,
+                       diverged=st.diverged | (running & bad),
+                       stop_step=jnp.where(freeze, t, st.stop_step))
+
+  def segment_single(st, data, thr_AxK, lr, t0):
+    def eval_body(st, t_eval):  # record_every steps, then one tracking evaluation
+      def step_body(st, t):
+        return gd_step(st, data, lr, t), None
+
+      st, _ = jax.lax.scan(step_body, st, t_eval + jnp.arange(record_every))
+      cross_K, logged_J = problem.track(st.params, data)
+      return _cross_update(st, cross_K, thr_AxK, t_eval + record_every, snapshots), logged_J
+
+    def log_body(st, t_log):
+      st, logged_ExJ = jax.lax.scan(eval_body, st,
+                                    t_log + record_every * jnp.arange(evals_per_log))
+      return st, (problem.loss(st.params, data), logged_ExJ[-1])
+
+    per_log = record_every * evals_per_log
+    return jax.lax.scan(log_body, st, t0 + per_log * jnp.arange(logs_per_segment))
+
+  init_v = jax.vmap(jax.vmap(init_single, in_axes=(None, 0, None, None)),
+                    in_axes=(0, None, 0, None))
+  seg_v = jax.vmap(jax.vmap(segment_single, in_axes=(0, None, None, None, None)),
+                   in_axes=(0, 0, None, None, None))
+  return jax.jit(init_v), jax.jit(seg_v, donate_argnums=0)
+
+
+def _segment_logs(num_logs: int, target: int) -> int:
+  """Largest divisor of num_logs that is <= target (segments all of equal length)."""
+  for n in range(min(target, num_logs), 0, -1):
+    if num_logs % n == 0:
+      return n
+  return 1
+
+
+def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps: int,
+          record_every: int, log_every: int, stop_loss: float = 0.0,
+          diverge_factor: float = 1e6, snapshots: bool = False,
+          segment_steps: int = 20000, progress: bool = False, desc: str = "") -> Result:
+  """Full-batch GD of every (seed, init scale) run of one depth in one compiled program.
+
+  Args:
+    problem: single-run init/loss/track functions.
+    data: pytree of arrays with a leading seed axis S (per-seed data sets/teachers).
+    keys_S: (S,) typed init keys.  scales_I: (I,) init scales sigma0 (vmapped).
+    thr_AxK: thresholds for first-crossing times of the tracked vector (inf: unused).
+    steps: maximum number of steps (rounded up to a multiple of log_every).
+    record_every: steps between tracking evaluations (crossing resolution).
+    log_every: steps between logged records (a multiple of record_every).
+  Returns:
+    :class:`Result` with numpy arrays.
+  """
+  evals_per_log = max(1, log_every // record_every)
+  log_every = evals_per_log * record_every
+  num_logs = max(1, math.ceil(steps / log_every))
+  lps = _segment_logs(num_logs, max(1, segment_steps // log_every))
+  init_fn, seg_fn = make_fns(problem, record_every=record_every, evals_per_log=evals_per_log,
+                             logs_per_segment=lps, stop_loss=stop_loss,
+                             diverge_factor=diverge_factor, snapshots=snapshots)
+  dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+  scales_I = jnp.asarray(scales_I, dtype)
+  thr_AxK = jnp.asarray(thr_AxK, dtype)
+  lr = jnp.asarray(lr, dtype)
+  t_start = time.perf_counter()
+  st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
+  losses, logged = [np.asarray(loss0)[..., None]], [np.asarray(logged0)[:, :, None]]
+  bar = writers.progress(num_logs * log_every, desc, enabled=progress)
+  t0, pending = 0, None
+  for _ in range(num_logs // lps):
+    st, recs = seg_fn(st, data, thr_AxK, lr, t0)  # dispatch before pulling the last one
+    if pending is not None:
+      losses.append(np.asarray(pending[0]))
+      logged.append(np.asarray(pending[1]))
+    pending = recs
+    t0 += lps * log_every
+    bar.update(lps * log_every)
+    if bool(np.all(np.asarray(st.done | st.diverged))):
+      break
+  bar.close()
+  losses.append(np.asarray(pending[0]))
+  logged.append(np.asarray(pending[1]))
+  st = jax.device_get(st)
+  wall = time.perf_counter() - t_start
+  loss_SxIxT = np.concatenate(losses, axis=2)
+  return Result(
+      steps_T=np.arange(loss_SxIxT.shape[2]) * log_every,
+      loss_SxIxT=loss_SxIxT,
+      logged_SxIxTxJ=np.concatenate(logged, axis=2),
+      cross_t_SxIxAxK=np.asarray(st.cross_t_AxK),
+      cross_snap_SxIxAxKxK=np.asarray(st.cross_snap_AxKxK) if snapshots else None,
+      done_SxI=np.asarray(st.done), diverged_SxI=np.asarray(st.diverged),
+      stop_step_SxI=np.asarray(st.stop_step), params=st.params, wall_s=wall, steps_run=t0)

@@ -1,0 +1,118 @@
+"""Observation 3: the low-rank bias holds across optimizers, gradient-free included
+(Huh et al. 2021, Fig. 6; spec Sec. 5.3).
+
+Deep linear networks y = x W_1 ... W_d fit an under-determined low-rank regression
+(the regression experiment's problem at a smaller default size) with SGD (full-batch
+GD), Nesterov momentum, Adam, L-BFGS (optax, zoom line search), random search and an
+antithetic evolution strategy (see lowrank.common.fit). CMA-ES is not implemented
+(no optax/JAX-native version); the ES stands in for it. Converged rho(W_e) vs depth
+is recorded per optimizer; seeds are vmapped, one program per (optimizer, depth).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from jaxdepth.engine import validate as V
+from jaxdepth.engine import writers
+from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import regression as reg
+
+OPTIMIZERS = ("sgd", "nesterov", "adam", "lbfgs", "random_search", "es")
+GRADIENT_FREE = ("random_search", "es")
+FIELDS = ("experiment", "dim", "target_rank", "n_train", "n_test", "depths",
+          "optimizers", "steps", "gf_steps", "lbfgs_steps", "lr", "sigma", "momentum",
+          "population", "num_seeds", "seed", "progress")
+
+
+def validate(config) -> None:
+  V.known_fields(config, FIELDS)
+  dim = V.integer(config, "dim", minimum=2)
+  V.integer(config, "target_rank", minimum=1, maximum=dim)
+  V.integer(config, "n_train", minimum=1)
+  V.integer(config, "n_test", minimum=1)
+  V.integers(config, "depths", minimum=1)
+  opts = common.check_choices(config, "optimizers", OPTIMIZERS)
+  for f in ("steps", "gf_steps", "lbfgs_steps"):
+    V.integer(config, f, minimum=1)
+  V.known_fields(config.lr, ("sgd", "nesterov", "adam", "es"), prefix="lr.")
+  for o in ("sgd", "nesterov", "adam", "es"):
+    V.number(config, f"lr.{o}", low=0.0, low_open=True)
+  V.known_fields(config.sigma, GRADIENT_FREE, prefix="sigma.")
+  for o in GRADIENT_FREE:
+    V.number(config, f"sigma.{o}", low=0.0, low_open=True)
+  V.number(config, "momentum", low=0.0, high=1.0, high_open=True)
+  V.integer(config, "population", minimum=1)
+  V.integer(config, "num_seeds", minimum=1)
+  V.integer(config, "seed", minimum=0)
+  common.check_bool(config, "progress")
+  del opts
+
+
+def fit_depth(config, method: str, depth: int, problems: common.Regression, keys):
+  """Seeds vmapped: returns host arrays w (S, n, n), train loss (S,), test loss (S,)."""
+  steps = {"random_search": config.gf_steps, "es": config.gf_steps,
+           "lbfgs": config.lbfgs_steps}.get(method, config.steps)
+  lr = {"sgd": config.lr.sgd / depth, "nesterov": config.lr.nesterov / depth,
+        "adam": config.lr.adam, "es": config.lr.es}.get(method, 0.0)
+  hp = common.FitHParams(lr=lr, sigma=config.sigma.get(method, 0.0),
+                         momentum=config.momentum)
+
+  def one(key, prob):
+    k_init, k_opt = jax.random.split(key)
+    f0 = reg.init_factors(k_init, depth, config.dim, False, 1)
+    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)  # noqa: E731
+    f, loss_T = common.fit(loss, f0, method, steps, hp, k_opt, steps,
+                           population=config.population)
+    w = common.end_to_end(f)
+    return w, loss_T[-1], common.mse(w, prob.x_test, prob.y_test)
+
+  return [np.asarray(a) for a in jax.jit(jax.vmap(one))(keys, problems)]
+
+
+def run(config, workdir: str) -> dict:
+  depths, opts = tuple(config.depths), tuple(config.optimizers)
+  root = jax.random.key(config.seed)
+  probs = [common.make_regression(jax.random.fold_in(root, s), config.dim, "low_rank",
+                                  config.target_rank, config.n_train, config.n_test)
+           for s in range(config.num_seeds)]
+  problems = jax.tree.map(lambda *a: jax.numpy.stack(a), *probs)
+  keys = jax.random.split(jax.random.fold_in(root, 99), config.num_seeds)
+  rho_star = common.rho64(problems.w_star)
+  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  res = {o: {k: np.zeros((config.num_seeds, len(depths)))
+             for k in ("rho_final", "train_loss", "test_loss")} for o in opts}
+  bar = writers.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
+  for o in opts:
+    for i, d in enumerate(depths):
+      w, train, test = fit_depth(config, o, d, problems, keys)
+      res[o]["rho_final"][:, i] = common.rho64(w)
+      res[o]["train_loss"][:, i], res[o]["test_loss"][:, i] = train, test
+      log.write({"step": i, "optimizer": o, "depth": d,
+                 **{k: v[:, i] for k, v in res[o].items()}})
+      bar.update(1)
+  bar.close()
+  summary = {
+      "experiment": config.experiment, "depths": list(depths), "dim": config.dim,
+      "target_rank": config.target_rank, "n_train": config.n_train,
+      "rho_target": common.stats(rho_star),
+      "per_optimizer": {o: {str(d): {k: common.stats(v[:, i]) for k, v in res[o].items()}
+                            for i, d in enumerate(depths)} for o in opts},
+      "checks": {f"{o}: rho_final strictly decreasing in depth":
+                 common.strictly_decreasing(res[o]["rho_final"].mean(0)) for o in opts},
+  }
+  summary["checks"].update({
+      f"{o}: rho_final(deepest) < rho_final(shallowest)":
+      bool(res[o]["rho_final"].mean(0)[-1] < res[o]["rho_final"].mean(0)[0])
+      for o in opts})
+  common.plot_vs_depth(
+      os.path.join(workdir, "optimizers.png"), depths,
+      {r"converged $\rho(W_e)$": {o: res[o]["rho_final"] for o in opts},
+       "train loss": {o: res[o]["train_loss"] for o in opts}},
+      {r"converged $\rho(W_e)$": {r"$\rho(W^*)$": (float(rho_star.mean()), "k")}})
+  summary["figures"] = ["optimizers.png"]
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary

@@ -1,0 +1,218 @@
+"""Linear over-parameterization of an MLP and a CONV-L-H on embedded datasets
+(Huh et al. 2021, Sec. 6 and Fig. 7; spec Sec. 6.10).
+
+Every Linear/Conv layer of the core networks (nets.mlp, convnets.build_conv) is
+expanded into ``expansion`` linear sub-layers (k x k then 1 x 1 for convs, the
+Sec. 6.4 init) with ``overparam.expand_params``; the network's apply collapses the
+factors (``overparam.collapse_params``, differentiable, so training follows the
+factorized dynamics) and runs the original network on the collapsed weights. The
+expanded network is registered as the model family ``overparam`` (model fields
+``base``, ``expansion``, ``expansion_width``), so the core trainer
+(``jaxdepth.papers.minimal_depth.train.train_shape``: vmapped seeds, SGD schedule, per-layer analysis
+with the Gram rank of every layer, checkpoints) runs it unchanged. Expansion 1 is
+the network as-is.
+
+Recorded per (model, expansion), over seeds: train/test accuracy, per-layer Gram
+rank of the embeddings (train/test), and rho of every collapsed layer's weights
+(kernels reshaped to (fan_in, out)).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxdepth import data, nets
+from jaxdepth.engine import ckpt, plotting, writers
+from jaxdepth.engine import validate as V
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.measure import rank
+from jaxdepth.nets import overparam
+from jaxdepth.nets.expanded import MODELS, sites
+from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.minimal_depth import train
+
+FAMILY = "overparam"
+
+FIELDS = ("experiment", "dataset", "data", "models", "expansions", "expansion_width",
+          "lr_scaling", "depth", "width", "batchnorm", "num_seeds", "seed", "train",
+          "progress")
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay",
+                "warmup_epochs", "schedule", "milestones", "decay", "eval_every",
+                "analysis_batch", "rank_samples")
+
+
+# ------------------------------------------------------------------------ config
+
+
+def train_config(config, model: str, expansion: int) -> ml_collections.ConfigDict:
+  """The core trainer's config for one (model, expansion)."""
+  t = config.train
+  c = ml_collections.ConfigDict(dict(
+      experiment="collapse", dataset=config.dataset, data=config.data.to_dict(),
+      family=FAMILY if expansion > 1 else MODELS[model], depth=config.depth,
+      width=config.width, batchnorm=config.batchnorm, init="kaiming",
+      model=dict(base=model, expansion=expansion, expansion_width=config.expansion_width)
+      if expansion > 1 else {},
+      num_seeds=config.num_seeds, seed=config.seed, label_noise=(0.0,),
+      noise_mode="flip", eps=(0.01,), checkpoint_every=t.epochs, keep_checkpoints=1,
+      augment=(), sweep_depths=(), sweep_widths=(), shard_runs=True,
+      progress=config.progress, plots=False,
+      **{k: t[k] for k in TRAIN_FIELDS}))
+  if config.lr_scaling == "inverse_expansion":
+    # A depth-e product moves about e times faster per step (Arora et al. 2018
+    # preconditioner); lr / e keeps the end-to-end step size comparable.
+    c.lr = t.lr / expansion
+  return c
+
+
+def validate(config) -> None:
+  V.known_fields(config, FIELDS)
+  V.choice(config, "dataset", ("digits", "mnist1d", "gaussian"))
+  models = common.check_choices(config, "models", tuple(MODELS))
+  exps = V.integers(config, "expansions", minimum=1)
+  V.number(config, "expansion_width", low=0.0, low_open=True)
+  V.choice(config, "lr_scaling", ("inverse_expansion", "none"))
+  V.integer(config, "depth", minimum=1)
+  V.integer(config, "width", minimum=1)
+  common.check_bool(config, "batchnorm")
+  V.integer(config, "num_seeds", minimum=1)
+  V.integer(config, "seed", minimum=0)
+  common.check_bool(config, "progress")
+  V.known_fields(config.train, TRAIN_FIELDS, prefix="train.")
+  for m in models:
+    for e in exps:
+      try:
+        train.validate(train_config(config, m, e))
+      except ConfigError as err:
+        f = err.field
+        field = f"train.{f}" if f in TRAIN_FIELDS else f
+        raise ConfigError(field, str(err).split(": ", 1)[1]) from None
+
+
+# ---------------------------------------------------------------------- running
+
+
+def layer_weight_rhos(params_R, site_list, expanded: bool) -> np.ndarray:
+  """(R, layers) rho of every (collapsed) layer's weights; kernels as (fan_in, out)."""
+  if expanded:
+    params_R = jax.jit(jax.vmap(lambda p: overparam.collapse_params(p, site_list)))(
+        params_R)
+  cols = []
+  for s in site_list:
+    w = np.asarray(overparam._get_path(params_R, s.kernel), np.float64)
+    r = w.shape[0]
+    mats = w.reshape((r, s.stacked or 1, -1, w.shape[-1]))
+    ok = np.isfinite(mats).all(axis=(1, 2, 3))  # diverged runs give NaN, not an error
+    col = np.full((r, s.stacked or 1), np.nan)
+    if ok.any():
+      col[ok] = rank.entropy_rank64(mats[ok])
+    cols.append(col)
+  return np.concatenate(cols, axis=1)
+
+
+def _final_params(workdir: str, tag: str):
+  """Final params (leading run axis) from the trainer's last checkpoint."""
+  restored = ckpt.Checkpointer(workdir, max_to_keep=1,
+                               subdir=os.path.join("checkpoints", tag)).restore()
+  state = restored[1]["state"]
+  return state["params"] if isinstance(state, dict) else state[0]
+
+
+class _Tagged:
+  """Adds the model and expansion to every metrics record of the core trainer and,
+  on a resumed run, skips records already logged (same model, expansion, step)."""
+
+  def __init__(self, writer, model: str, expansion: int):
+    self.writer, self.tag = writer, {"model": model, "expansion": expansion}
+    self.limit = -1
+    if os.path.exists(writer.path):
+      self.limit = max([r.get("step", -1) for r in writers.read_jsonl(writer.path)
+                        if r.get("model") == model and r.get("expansion") == expansion],
+                       default=-1)
+
+  def write(self, record):
+    if record["step"] > self.limit:
+      self.writer.write({**record, **self.tag})
+
+
+def run(config, workdir: str) -> dict:
+  ds = data.load(config)
+  if config.data.get("num_train") or config.data.get("num_test"):
+    ds = data.subsample(ds, config.data.get("num_train"), config.data.get("num_test"))
+  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  results = {}
+  for model in config.models:
+    for e in config.expansions:
+      tcfg = train_config(config, model, e)
+      tag = f"{model}_e{e}"
+      spe = ds.x_train.shape[0] // tcfg.batch_size
+      bar = writers.progress(tcfg.epochs * spe, tag, enabled=config.progress)
+      grid, out, _ = train.train_shape(tcfg, ds, config.depth, config.width, workdir,
+                                       _Tagged(log, model, e), tag, bar)
+      bar.close()
+      base = nets.build({**train.model_cfg(tcfg, config.depth, config.width),
+                         "family": MODELS[model]}, ds.x_train.shape[1:], ds.num_classes)
+      base_params = jax.eval_shape(base.init, jax.random.key(0))["params"]
+      site_list = sites(model, base_params, e, config.expansion_width,
+                        ds.x_train.shape[1:])
+      rhos = layer_weight_rhos(_final_params(workdir, tag), site_list, e > 1)
+      results[(model, e)] = (out, rhos)
+  summary = _summarize(config, results)
+  summary["figures"] = _figures(workdir, config, results)
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _summarize(config, results) -> dict:
+  out = {"experiment": config.experiment, "dataset": config.dataset,
+         "depth": config.depth, "width": config.width,
+         "expansions": list(config.expansions), "num_seeds": config.num_seeds,
+         "results": {}, "checks": {}}
+  for (model, e), (m, rhos) in results.items():
+    rec = {k: common.stats(m[k]) for k in ("train_acc", "test_acc", "train_loss",
+                                             "test_loss")}
+    for k in ("rank_train", "rank_test"):
+      rec[k] = np.asarray(m[k]).mean(0).tolist()   # per layer, mean over seeds
+      rec[k + "_mean"] = common.stats(np.asarray(m[k]).mean(1))
+    rec["weight_rho"] = rhos.mean(0).tolist()      # per layer (incl. classifier)
+    rec["weight_rho_mean"] = common.stats(rhos.mean(1))
+    rec["lr"] = config.train.lr / (e if config.lr_scaling == "inverse_expansion" else 1)
+    rec["diverged_runs"] = int(np.sum(np.asarray(m["diverged"])))
+    out["results"][f"{model}/e{e}"] = rec
+  for model in config.models:
+    e0, e1 = min(config.expansions), max(config.expansions)
+    if e0 == e1:
+      continue
+    a, b = out["results"][f"{model}/e{e0}"], out["results"][f"{model}/e{e1}"]
+    out["checks"][f"{model}: weight rho lower at e{e1} than e{e0}"] = bool(
+        b["weight_rho_mean"]["mean"] < a["weight_rho_mean"]["mean"])
+    out["checks"][f"{model}: embedding rank (train) lower at e{e1} than e{e0}"] = bool(
+        b["rank_train_mean"]["mean"] < a["rank_train_mean"]["mean"])
+  return out
+
+
+def _figures(workdir: str, config, results) -> list[str]:
+  fig, axes = plotting.subplots(4)
+  exps = list(config.expansions)
+  for i, model in enumerate(config.models):
+    c = f"C{i}"
+    for ax, key in zip(axes[:2], ("train_acc", "test_acc")):
+      plotting.mean_band(ax, exps, np.stack([results[(model, e)][0][key] for e in exps],
+                                            axis=1), label=model, color=c)
+      ax.set(xlabel="expansion depth", title=key.replace("_", " "))
+    plotting.mean_band(axes[2], exps, np.stack([results[(model, e)][1].mean(1)
+                                                for e in exps], axis=1),
+                       label=model, color=c)
+    axes[2].set(xlabel="expansion depth", title=r"mean $\rho$ of collapsed weights")
+    for j, e in enumerate(exps):
+      r = np.asarray(results[(model, e)][0]["rank_train"])
+      plotting.mean_band(axes[3], list(range(1, r.shape[1] + 1)), r, color=c,
+                         label=f"{model} e{e}", ls=["-", "--", ":", "-."][j % 4])
+    axes[3].set(xlabel="layer", title=r"embedding Gram rank $\rho(K)$ (train)")
+  for ax in axes:
+    ax.legend(fontsize=7)
+  return [os.path.basename(plotting.save(fig, os.path.join(workdir, "overparam.png")))]

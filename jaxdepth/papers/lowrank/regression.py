@@ -1,0 +1,163 @@
+"""Deep linear networks on low-rank and full-rank regression: the depth sweep of
+Huh et al. 2021 (Fig. 5; spec Sec. 5.5, AC4, AC9, AC10).
+
+A target W* (dim x dim; rank ``target_rank`` with a flat spectrum, or full rank with
+unit-norm rows) is fit from n_train Gaussian inputs by y = x W_1 ... W_d, full-batch
+GD with lr / d (``lr_scaling='inverse_depth'``), factors initialized N(0, 1/dim) or
+low rank (``inits``). Recorded per depth: train/test loss, rho(W_e) at init and at
+the end, against rho(W*). Targets x inits x seeds are vmapped in one program per
+depth; rho is computed in float64 on the host.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdepth.engine import validate as V
+from jaxdepth.engine import writers
+from jaxdepth.papers.lowrank import common
+
+FIELDS = ("experiment", "dim", "targets", "target_rank", "n_train", "n_test", "depths",
+          "inits", "init_rank", "steps", "lr", "lr_scaling", "num_seeds", "seed",
+          "log_every", "progress")
+
+
+def validate(config) -> None:
+  V.known_fields(config, FIELDS)
+  dim = V.integer(config, "dim", minimum=2)
+  common.check_choices(config, "targets", common.TARGETS)
+  V.integer(config, "target_rank", minimum=1, maximum=dim)
+  V.integer(config, "n_train", minimum=1)
+  V.integer(config, "n_test", minimum=1)
+  V.integers(config, "depths", minimum=1)
+  common.check_choices(config, "inits", common.INITS)
+  V.integer(config, "init_rank", minimum=1, maximum=dim)
+  steps = V.integer(config, "steps", minimum=1)
+  V.number(config, "lr", low=0.0, low_open=True)
+  V.choice(config, "lr_scaling", ("inverse_depth", "none"))
+  V.integer(config, "num_seeds", minimum=1)
+  V.integer(config, "seed", minimum=0)
+  log = V.integer(config, "log_every", minimum=1)
+  V.require(steps % log == 0, "log_every", f"must divide steps={steps}, got {log}")
+  common.check_bool(config, "progress")
+
+
+def init_factors(key, depth: int, dim: int, low_rank, init_rank: int):
+  """(depth, dim, dim) factors: N(0, 1/dim), or rank-``init_rank`` with that variance
+  when ``low_rank`` (a traced bool, so both inits share one program)."""
+  k1, k2 = jax.random.split(key)
+  normal = common.sample_matrices(k1, (depth, dim, dim), "normal")
+  low = common.low_rank_factors(k2, (depth, dim, dim), init_rank)
+  return jnp.where(low_rank, low, normal)
+
+
+def train_depth(depth: int, problems: common.Regression, keys, low_rank_R, lr: float,
+                steps: int, log_every: int, init_rank: int):
+  """Train R problems (vmapped) at one depth. Returns host arrays:
+  w0 (R, n, n), w (R, n, n), train loss (R, T), test loss (R,)."""
+  dim = problems.w_star.shape[-1]
+
+  def one(key, prob, low_rank):
+    f0 = init_factors(key, depth, dim, low_rank, init_rank)
+    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)  # noqa: E731
+    f, loss_T = common.fit(loss, f0, "gd", steps, common.FitHParams(lr=lr), key,
+                           log_every)
+    w = common.end_to_end(f)
+    return common.end_to_end(f0), w, loss_T, common.mse(w, prob.x_test, prob.y_test)
+
+  out = jax.jit(jax.vmap(one))(keys, problems, low_rank_R)
+  return [np.asarray(a) for a in out]
+
+
+def make_problems(config):
+  """Problems and settings of every run r = (target, init, seed), flattened."""
+  runs, probs = [], []
+  for ti, target in enumerate(config.targets):
+    for ii, init in enumerate(config.inits):
+      for s in range(config.num_seeds):
+        k = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), ti), s)
+        probs.append(common.make_regression(k, config.dim, target, config.target_rank,
+                                            config.n_train, config.n_test))
+        runs.append({"target": target, "init": init, "seed": s, "init_index": ii})
+  problems = jax.tree.map(lambda *a: jnp.stack(a), *probs)
+  return runs, problems
+
+
+def run(config, workdir: str) -> dict:
+  depths = tuple(config.depths)
+  runs, problems = make_problems(config)
+  low_rank_R = jnp.array([r["init"] == "low_rank" for r in runs])
+  keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 99), len(runs))
+  rho_star = common.rho64(problems.w_star)
+  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  R, D = len(runs), len(depths)
+  res = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss", "test_loss")}
+  bar = writers.progress(D, "regression", enabled=config.progress)
+  for i, d in enumerate(depths):
+    lr = config.lr / d if config.lr_scaling == "inverse_depth" else config.lr
+    w0, w, loss_RxT, test = train_depth(d, problems, keys, low_rank_R, lr, config.steps,
+                                        config.log_every, config.init_rank)
+    res["rho_init"][:, i], res["rho_final"][:, i] = common.rho64(w0), common.rho64(w)
+    res["train_loss"][:, i], res["test_loss"][:, i] = loss_RxT[:, -1], test
+    for t in range(loss_RxT.shape[1]):
+      log.write({"step": (t + 1) * config.log_every, "depth": d,
+                 "train_loss": loss_RxT[:, t]})
+    bar.update(1)
+  bar.close()
+  summary = _summarize(config, runs, res, rho_star)
+  summary["figures"] = [_figure(workdir, config, runs, res, rho_star)]
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _groups(config, runs):
+  for target in config.targets:
+    for init in config.inits:
+      yield target, init, [i for i, r in enumerate(runs)
+                           if r["target"] == target and r["init"] == init]
+
+
+def _summarize(config, runs, res, rho_star) -> dict:
+  depths = list(config.depths)
+  out = {"experiment": config.experiment, "depths": depths, "dim": config.dim,
+         "n_train": config.n_train, "steps": config.steps, "lr": config.lr,
+         "lr_scaling": config.lr_scaling, "num_seeds": config.num_seeds, "results": {},
+         "checks": {}}
+  for target, init, idx in _groups(config, runs):
+    name = f"{target}/{init}"
+    per = {str(d): {k: common.stats(v[idx, i]) for k, v in res.items()}
+           for i, d in enumerate(depths)}
+    rho_t = common.stats(rho_star[idx])
+    mean_final = res["rho_final"][idx].mean(0)
+    out["results"][name] = {"rho_target": rho_t, "per_depth": per}
+    out["checks"][f"{name}: rho_final strictly decreasing in depth"] = (
+        common.strictly_decreasing(mean_final))
+    out["checks"][f"{name}: max train loss"] = float(res["train_loss"][idx].max())
+  if {"low_rank", "full_rank"} <= set(config.targets):
+    init = config.inits[0]
+    lo = res["train_loss"][[i for i, r in enumerate(runs) if r["target"] == "low_rank"
+                            and r["init"] == init]].mean(0)
+    hi = res["train_loss"][[i for i, r in enumerate(runs) if r["target"] == "full_rank"
+                            and r["init"] == init]].mean(0)
+    out["checks"]["deepest: full-rank / low-rank train loss"] = float(hi[-1] / lo[-1])
+    out["checks"]["deepest: full-rank train loss"] = float(hi[-1])
+  return out
+
+
+def _figure(workdir, config, runs, res, rho_star) -> str:
+  panels = {"train loss": {}, "test loss": {}, r"$\rho(W_e)$": {}}
+  hlines = {r"$\rho(W_e)$": {}}
+  for c, (target, init, idx) in enumerate(_groups(config, runs)):
+    name = f"{target}/{init}"
+    panels["train loss"][name] = res["train_loss"][idx]
+    panels["test loss"][name] = res["test_loss"][idx]
+    panels[r"$\rho(W_e)$"][f"{name} final"] = res["rho_final"][idx]
+    panels[r"$\rho(W_e)$"][f"{name} init"] = res["rho_init"][idx]
+    hlines[r"$\rho(W_e)$"][rf"$\rho(W^*)$ {target}"] = (float(rho_star[idx].mean()),
+                                                        f"C{c}")
+  return os.path.basename(common.plot_vs_depth(
+      os.path.join(workdir, "regression.png"), config.depths, panels, hlines))

@@ -1,0 +1,249 @@
+"""Offline bound calculator: ``jaxdepth bound --workdir DIR [--eps] [--alpha] [--p]``.
+
+Reads ONLY the checkpoints of a bound experiment (jaxdepth/papers/minimal_depth/bound_experiment.py) and
+their metadata: the samples, corrupted labels and test set (checkpoints/data) and
+the network variables of every clean and noisy run. Imports no training code (no
+jaxdepth.papers.minimal_depth.train, no optax): the network's apply is rebuilt from the stored model
+config with jaxdepth.nets. One jitted program, vmapped over ALL stored networks
+(clean runs padded to 2m with masked rows), recomputes the per-layer NCC train
+errors on each run's own training set (S1^k, or S1^k u S2^{k,p}~ with its noisy
+labels) and the network test errors. jaxdepth.papers.minimal_depth.bounds turns them into the table of
+spec §9.6, which is printed and written to DIR/bound.json and DIR/bound.csv.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdepth import nets
+from jaxdepth.engine import ckpt, writers
+from jaxdepth.engine.validate import ConfigError
+from jaxdepth.measure import analysis
+from jaxdepth.papers.minimal_depth import bounds
+
+FORMAT = 1
+CAVEATS = (
+    "delta_1 and delta_2 of Prop. 1 are taken as 0 (not estimated).",
+    "dmin_hat is the min over the noisy seeds only: an upper estimate of the minimal "
+    "depth, so this is an estimate, not a certified bound.",
+    "With few draws the first term is usually 0 or 1: the informative row is the "
+    "smallest p whose first term is ~0.",
+)
+
+
+class BoundError(ConfigError):
+  """A one-line, user-facing error of the calculator (printed by the CLI)."""
+
+  def __init__(self, message: str):
+    self.field = "bound"
+    ValueError.__init__(self, message)
+
+
+def _train_cmd(workdir: str) -> str:
+  return f"jaxdepth train --config configs/bound.py --workdir {workdir}"
+
+
+# ------------------------------------------------------------------------- loading
+def load(workdir: str) -> dict:
+  """Restore data, clean and noisy checkpoints; check they are one complete experiment."""
+  root = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(root) or not os.listdir(root):
+    raise BoundError(f"no checkpoints in {workdir}: produce them with `{_train_cmd(workdir)}`")
+  if not ckpt.has_checkpoints(root, "data"):
+    found = ", ".join(sorted(os.listdir(root)))
+    raise BoundError(f"{root} holds no bound-experiment checkpoints (found: {found}); "
+                     f"they come from `{_train_cmd('NEW_DIR')}`")
+  out = {}
+  for kind in ("data", "clean", "noisy"):
+    if not ckpt.has_checkpoints(root, kind):
+      raise BoundError(f"{kind} runs missing (no checkpoint in {root}/{kind}): training "
+                       f"stopped before them; resume with `{_train_cmd(workdir)}`")
+    ck = ckpt.Checkpointer(workdir, max_to_keep=None, subdir=os.path.join("checkpoints", kind))
+    step, tree, meta = ck.restore()
+    ck.close()
+    if meta.get("experiment") != "bound" or meta.get("format") != FORMAT:
+      raise BoundError(f"{root}/{kind} was written by experiment "
+                       f"{meta.get('experiment')!r} format {meta.get('format')!r}, not a "
+                       f"bound experiment of format {FORMAT}")
+    out[kind] = (jax.tree.map(np.asarray, tree), meta)
+  cfg = out["data"][1]["config"]
+  for kind in ("clean", "noisy"):
+    tree, meta = out[kind]
+    if meta["config"] != cfg:
+      diff = next(k for k in sorted(set(cfg) | set(meta["config"]))
+                  if cfg.get(k) != meta["config"].get(k))
+      raise BoundError(f"{kind} checkpoints come from an incompatible config "
+                       f"({diff}={meta['config'].get(diff)!r}, data has {cfg.get(diff)!r}); "
+                       "use one workdir per config")
+    if not meta.get("complete"):
+      raise BoundError(f"{kind} runs incomplete (epoch {meta.get('epoch')}/{cfg['epochs']});"
+                       f" results would be partial: resume with `{_train_cmd(workdir)}`")
+    _check_runs(kind, meta["runs"], cfg, workdir)
+  return out
+
+
+def _check_runs(kind, runs, cfg, workdir):
+  K, P = cfg["num_draws"], len(cfg["p"])
+  n = cfg["num_clean_seeds"] if kind == "clean" else cfg["num_noisy_seeds"]
+  have = {(r["draw"], r.get("p_index", -1), r["seed"]) for r in runs}
+  js = [-1] if kind == "clean" else range(P)
+  for k in range(K):
+    missing = [(j, g) for j in js for g in range(n) if (k, j, g) not in have]
+    if missing:
+      what = ", ".join(f"seed {g}" + ("" if j < 0 else f" p={cfg['p'][j]}")
+                       for j, g in missing[:4])
+      raise BoundError(f"draw {k} is missing {len(missing)} {kind} run(s) ({what}); "
+                       f"results would be partial: rerun `{_train_cmd(workdir)}`")
+
+
+# --------------------------------------------------------------------- recomputation
+def make_ncc_program(network: nets.Network, num_classes: int):
+  """jit(vmap over runs) of (variables, x_NBxB.., y_NBxB, mask_NBxB, test) ->
+  (ncc_train_err_L, test_err).
+
+  The training-time analysis itself (analysis.make_analyzer: streamed class means of
+  centred features, NCC with the training means, spec §4; the network's own argmax on
+  the test set), so recomputed errors equal the logged ones by construction.
+  """
+  analyzer = analysis.make_analyzer(network, num_classes, eps=(0.0,), rank_samples=1)
+
+  def one_run(v, x, y, mask, xt, yt, mt):
+    out = analyzer(v, analysis.Batched(x, y, mask), y, jnp.zeros(mask.shape, bool),
+                   analysis.Batched(xt, yt, mt))
+    return 1.0 - out["ncc_train_acc"], 1.0 - out["test_acc"]
+
+  return jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0, None, None, None)))
+
+
+def _cut(a, batch: int):
+  """(R, N, ...) -> (R, NB, B, ...), zero-padded."""
+  r, n = a.shape[:2]
+  nb = -(-n // batch)
+  pad = np.zeros((r, nb * batch - n, *a.shape[2:]), a.dtype)
+  return np.concatenate([a, pad], 1).reshape(r, nb, batch, *a.shape[2:])
+
+
+def recompute(loaded: dict) -> dict:
+  """Per-layer NCC train errors and test errors of every stored network, one program."""
+  samples, dmeta = loaded["data"]
+  cfg = dmeta["config"]
+  network = nets.build(dmeta["model"], tuple(dmeta["input_shape"]), dmeta["num_classes"])
+  (ct, cm), (nt, nm) = loaded["clean"], loaded["noisy"]
+  m = cfg["m"]
+  # Every run sees 2m rows: S1 then S2 (masked out for the clean runs).
+  d_c, d_n, j_n = ct["draw"], nt["draw"], nt["p_index"]
+  x = np.concatenate([np.concatenate([samples["x_s1"][d_c], samples["x_s2"][d_c]], 1),
+                      np.concatenate([samples["x_s1"][d_n], samples["x_s2"][d_n]], 1)])
+  y_clean = np.concatenate([samples["y_s1"][d_c], np.zeros_like(samples["y_s2"][d_c])], 1)
+  y_noisy = np.concatenate([samples["y_s1"][d_n], samples["y_s2_noisy"][d_n, j_n]], 1)
+  y = np.concatenate([y_clean, y_noisy]).astype(np.int32)
+  mask = np.ones(y.shape, bool)
+  mask[: len(d_c), m:] = False
+  if not (np.array_equal(ct["labels"], y_clean[:, :m]) and
+          np.array_equal(nt["labels"], y_noisy)):
+    raise BoundError("stored training labels disagree with the stored samples; the "
+                     "checkpoints are corrupted or mixed from different runs")
+  variables = jax.tree.map(lambda a, b: np.concatenate([a, b]), ct["variables"],
+                           nt["variables"])
+  finite_R = np.all([np.isfinite(a.reshape(a.shape[0], -1)).all(1)
+                     for a in jax.tree.leaves(variables)
+                     if np.issubdtype(a.dtype, np.floating)], axis=0)
+  if not finite_R.all():
+    bad = [r for r, ok in zip(cm["runs"] + nm["runs"], finite_R) if not ok]
+    what = ", ".join(f"draw {r['draw']} seed {r['seed']}" +
+                     (f" p={r['p']:g}" if "p" in r else "") for r in bad[:3])
+    raise BoundError(f"{len(bad)} stored network(s) diverged (non-finite parameters: "
+                     f"{what}); results would be partial: retrain in a new workdir with a "
+                     "smaller --config.lr")
+  b = cfg["analysis_batch"]
+  xt, yt = samples["x_test"][None], samples["y_test"][None].astype(np.int32)
+  prog = make_ncc_program(network, dmeta["num_classes"])
+  err_RxL, test_R = jax.device_get(prog(
+      variables, _cut(x, b), _cut(y, b), _cut(mask, b),
+      _cut(xt, b)[0], _cut(yt, b)[0], _cut(np.ones(yt.shape, bool), b)[0]))
+  nc = len(d_c)
+  return {"clean_err": np.asarray(err_RxL[:nc]), "noisy_err": np.asarray(err_RxL[nc:]),
+          "clean_test_err": np.asarray(test_R[:nc]), "noisy_test_err": np.asarray(test_R[nc:]),
+          "clean_runs": cm["runs"], "noisy_runs": nm["runs"], "config": cfg,
+          "layer_names": dmeta["layer_names"], "dataset": dmeta["dataset"]}
+
+
+# --------------------------------------------------------------------------- report
+def _by_draw(rec: dict):
+  """Arrange per-run errors as (K, G, L), (K, P, G, L) and test errors (K, G)."""
+  cfg = rec["config"]
+  K, P = cfg["num_draws"], len(cfg["p"])
+  n, nn = cfg["num_clean_seeds"], cfg["num_noisy_seeds"]
+  L = rec["clean_err"].shape[1]
+  clean = np.zeros((K, n, L))
+  test = np.zeros((K, n))
+  for r, e, t in zip(rec["clean_runs"], rec["clean_err"], rec["clean_test_err"]):
+    clean[r["draw"], r["seed"]] = e
+    test[r["draw"], r["seed"]] = t
+  noisy = np.zeros((K, P, nn, L))
+  for r, e in zip(rec["noisy_runs"], rec["noisy_err"]):
+    noisy[r["draw"], r["p_index"], r["seed"]] = e
+  return clean, noisy, test
+
+
+def _select_p(requested, trained, workdir):
+  if requested is None:
+    return list(range(len(trained)))
+  idx = []
+  for p in requested:
+    hit = [j for j, q in enumerate(trained) if abs(q - p) < 1e-9]
+    if not hit:
+      raise BoundError(f"p={p:g} was not trained (trained: "
+                       f"{', '.join(f'{q:g}' for q in trained)}); train it with "
+                       f"`jaxdepth train --config configs/bound.py --workdir NEW_DIR "
+                       f"--config.p=({p:g},)`")
+    idx.append(hit[0])
+  return idx
+
+
+def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict]:
+  """Rows of the bound table (and the recomputed per-run errors) for ``workdir``."""
+  for name, vals, hi_open in (("eps", eps, True), ("alpha", alpha, True)):
+    for v in vals or ():
+      if not 0.0 <= v < 1.0:
+        raise BoundError(f"--{name} {v:g} is outside [0, 1)")
+  rec = recompute(load(workdir))
+  cfg = rec["config"]
+  clean, noisy, test = _by_draw(rec)
+  js = _select_p(p, cfg["p"], workdir)
+  arch = f"{cfg['family']}-{cfg['depth']}-{cfg['width']}"
+  extra = {"dataset": rec["dataset"], "architecture": arch, "m": cfg["m"],
+           "K": cfg["num_draws"], "n_clean": cfg["num_clean_seeds"],
+           "n_noisy": cfg["num_noisy_seeds"]}
+  rows = bounds.bound_rows(clean, noisy[:, js], test, [cfg["p"][j] for j in js],
+                           alpha or cfg["alpha"], eps or cfg["eps"],
+                           num_layers=clean.shape[-1], extra=extra)
+  return rows, rec
+
+
+def main(workdir: str, eps=None, alpha=None, p=None, out=None) -> list[dict]:
+  """Print the bound table for ``workdir`` and write OUT.json / OUT.csv."""
+  rows, rec = report(workdir, eps, alpha, p)
+  out = out or os.path.join(workdir, "bound")
+  cfg = rec["config"]
+  head = (f"{rec['dataset']}, {rows[0]['architecture']}, m={cfg['m']}, "
+          f"K={cfg['num_draws']}, n_clean={cfg['num_clean_seeds']}, "
+          f"n_noisy={cfg['num_noisy_seeds']}")
+  print(head)
+  print(bounds.format_table(rows))
+  for r in rows:
+    if r["min_depth_unreached"]:
+      print(f"note: eps={r['eps']:g} p={r['p']:g}: in {r['min_depth_unreached']} draw(s) "
+            "no noisy run fitted S1 u S2~ (dmin_hat = L+1, first term 0 there)")
+  for c in CAVEATS:
+    print(f"note: {c}")
+  writers.write_json(f"{out}.json", {"workdir": os.path.abspath(workdir), "setting": head,
+                                     "rows": rows, "caveats": list(CAVEATS)})
+  writers.write_csv(f"{out}.csv", rows)
+  print(f"wrote {out}.json and {out}.csv", file=sys.stderr)
+  return rows

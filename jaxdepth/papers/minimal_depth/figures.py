@@ -1,0 +1,184 @@
+"""Figures of the 'collapse' experiment in the style of Galanti et al. 2022.
+
+Per-layer curves (one per label-noise level, mean over seeds with a min-max band)
+and effective depth against noise, depth or width. Inputs are summary.json dicts,
+so figures can be redrawn offline: ``figures.collapse_figures(read_json(...), dir)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from jaxdepth.engine import plotting
+
+PANELS = (("ncc_train_acc", "NCC train accuracy", False),
+          ("ncc_test_acc", "NCC test accuracy", False),
+          ("cdnv_train", "CDNV (train)", True),
+          ("cdnv_test", "CDNV (test)", True),
+          ("rank_train", "embedding effective rank (train)", False))
+
+
+def _ok(runs):
+  return [r for r in runs if not r["diverged"]]
+
+
+def _group(runs, *keys):
+  out = defaultdict(list)
+  for r in runs:
+    out[tuple(r[k] for k in keys)].append(r)
+  return dict(sorted(out.items()))
+
+
+def per_layer_figure(runs, path: str, title: str) -> str:
+  """Per-layer panels plus effective depth vs noise for one (depth, width)."""
+  fig, axes = plotting.subplots(len(PANELS) + 1, ncols=3)
+  by_noise = _group(_ok(runs), "label_noise")
+  for ax, (key, label, log) in zip(axes, PANELS):
+    for (p,), rs in by_noise.items():
+      y = np.array([r[key] for r in rs], dtype=float)
+      plotting.mean_band(ax, np.arange(1, y.shape[1] + 1), y, label=f"p={p:g}", log=log)
+    ax.set_xlabel("layer")
+    ax.set_title(label)
+  axes[0].legend(fontsize=8)
+  ax = axes[-1]
+  noise = [p for (p,) in by_noise]
+  for e in runs[0]["effective_depth"]:
+    ed = np.array([[r["effective_depth"][e] for r in rs] for rs in by_noise.values()],
+                  dtype=float)
+    plotting.mean_band(ax, noise, ed.T, label=f"eps={e}")
+  ax.axhline(runs[0]["depth"], color="k", ls=":", lw=1)
+  ax.set_xlabel("label noise p")
+  ax.set_title("effective depth")
+  ax.legend(fontsize=8)
+  fig.suptitle(title)
+  return plotting.save(fig, path)
+
+
+def sweep_figure(runs, key: str, path: str, eps: str, title: str) -> str:
+  """Effective depth against ``key`` ('depth' or 'width'), one curve per noise level."""
+  fig, axes = plotting.subplots(2, ncols=2)
+  for (p,), rs in _group(_ok(runs), "label_noise").items():
+    by_x = _group(rs, key)
+    xs = [x for (x,) in by_x]
+    n = min(len(v) for v in by_x.values())
+    ed = np.array([[r["effective_depth"][eps] for r in v[:n]] for v in by_x.values()])
+    top = np.array([[r["ncc_train_acc"][-1] for r in v[:n]] for v in by_x.values()])
+    plotting.mean_band(axes[0], xs, ed.T.astype(float), label=f"p={p:g}")
+    plotting.mean_band(axes[1], xs, top.T, label=f"p={p:g}")
+  if key == "depth":
+    xs = sorted({r["depth"] for r in runs})
+    axes[0].plot(xs, xs, "k:", lw=1, label="L")
+  axes[0].set_title(f"effective depth (eps={eps})")
+  axes[1].set_title("NCC train accuracy, top layer")
+  for ax in axes:
+    ax.set_xlabel(key)
+    ax.legend(fontsize=8)
+  fig.suptitle(title)
+  return plotting.save(fig, path)
+
+
+LAYER_PANELS = PANELS[:4]
+
+
+def layers_by_figure(runs, key: str, path: str, title: str) -> str:
+  """Per-layer NCC accuracy and CDNV, one curve per value of ``key`` (depth or width),
+  at the lowest label noise: how collapse at each layer changes along a sweep."""
+  runs = _ok(runs) or runs  # all diverged: draw them anyway (NaN curves)
+  p0 = min(r["label_noise"] for r in runs)
+  fig, axes = plotting.subplots(len(LAYER_PANELS), ncols=4)
+  for ax, (k, label, log) in zip(axes, LAYER_PANELS):
+    for (v,), rs in _group([r for r in runs if r["label_noise"] == p0], key).items():
+      y = np.array([r[k] for r in rs], dtype=float)
+      plotting.mean_band(ax, np.arange(1, y.shape[1] + 1), y, label=f"{key} {v}", log=log)
+    ax.set_xlabel("layer")
+    ax.set_title(label)
+  axes[0].legend(fontsize=7)
+  fig.suptitle(f"{title} (p={p0:g})")
+  return plotting.save(fig, path)
+
+
+def noise_figure(runs, path: str, title: str, eps_list) -> str:
+  """Effective depth (each eps) and per-layer NCC train/test accuracy against the
+  fraction p of corrupted labels; one curve per layer, mean and min-max over seeds."""
+  runs = _ok(runs) or runs  # all diverged: draw them anyway (NaN curves)
+  by_noise = _group(runs, "label_noise")
+  ps = [p for (p,) in by_noise]
+  fig, axes = plotting.subplots(4, ncols=4)
+  for e in eps_list:
+    ed = np.array([[r["effective_depth"][e] for r in rs] for rs in by_noise.values()],
+                  dtype=float)
+    plotting.mean_band(axes[0], ps, ed.T, label=f"eps={e}")
+  axes[0].set_title("effective depth")
+  L = len(runs[0]["ncc_train_acc"])
+  layers = sorted({0, L // 4, L // 2, (3 * L) // 4, L - 1})
+  cmap = plotting.plt.get_cmap("viridis")
+  for ax, k, label in ((axes[1], "ncc_train_acc", "NCC train accuracy (noisy labels)"),
+                       (axes[2], "ncc_test_acc", "NCC test accuracy")):
+    for li in layers:
+      y = np.array([[r[k][li] for r in rs] for rs in by_noise.values()], dtype=float)
+      plotting.mean_band(ax, ps, y.T, label=f"layer {li + 1}",
+                         color=cmap(li / max(L - 1, 1)))
+    ax.set_title(label)
+  acc = np.array([[r["test_acc"] for r in rs] for rs in by_noise.values()])
+  plotting.mean_band(axes[3], ps, acc.T, label="network")
+  axes[3].set_title("test accuracy (network)")
+  for ax in axes:
+    ax.set_xlabel("fraction of corrupted labels p")
+    ax.legend(fontsize=7)
+  fig.suptitle(title)
+  return plotting.save(fig, path)
+
+
+def bound_figure(summary: dict, path: str) -> str:
+  """Bound experiment: per-layer NCC train accuracy of the clean runs (on S1) and of
+  the noisy runs (on S1 u S2~) for each p, and mean D_k vs mean dmin_hat against p."""
+  fig, axes = plotting.subplots(2, ncols=2, size=(4.2, 3.2))
+  clean = _ok(summary["clean_runs"])
+  y = np.array([r["ncc_train_acc"] for r in clean], dtype=float)
+  x = np.arange(1, y.shape[1] + 1)
+  plotting.mean_band(axes[0], x, y, label="clean S1", color="k")
+  for (p,), rs in _group(_ok(summary["noisy_runs"]), "p").items():
+    plotting.mean_band(axes[0], x, np.array([r["ncc_train_acc"] for r in rs], float),
+                       label=f"S1+S2~, p={p:g}")
+  axes[0].set_xlabel("layer")
+  axes[0].set_title("NCC train accuracy")
+  axes[0].legend(fontsize=7)
+  for e in summary["eps"]:
+    rows = [r for r in summary["table"] if r["eps"] == e and r["alpha"] == summary["alpha"][0]]
+    ps = [r["p"] for r in rows]
+    line = plotting.mean_band(axes[1], ps, [r["mean_min_depth"] for r in rows],
+                              label=f"mean dmin_hat, eps={e}")
+    axes[1].axhline(rows[0]["mean_clean_depth"], ls="--", color=line.get_color(),
+                    label=f"mean D_k, eps={e}")
+  axes[1].set_xlabel("p")
+  axes[1].set_title("effective depths")
+  axes[1].legend(fontsize=7)
+  fig.suptitle(f"{summary['dataset']}: bound experiment, m={summary['m']}")
+  return plotting.save(fig, path)
+
+
+def collapse_figures(summary: dict, outdir: str) -> list[str]:
+  eps = str(summary["eps"][0])
+  runs = summary["runs"]
+  paths = []
+  for (d, w), rs in _group(runs, "depth", "width").items():
+    paths.append(per_layer_figure(
+        rs, os.path.join(outdir, f"layers_d{d}_w{w}.png"),
+        f"{summary['dataset']}: depth {d}, width {w}"))
+  for key, other in (("depth", "width"), ("width", "depth")):
+    if len({r[key] for r in runs}) > 1:
+      for (o,), rs in _group(runs, other).items():
+        paths.append(sweep_figure(rs, key, os.path.join(outdir, f"{key}_sweep_{other[0]}{o}.png"),
+                                  eps, f"{summary['dataset']}: {key} sweep, {other} {o}"))
+        paths.append(layers_by_figure(
+            rs, key, os.path.join(outdir, f"layers_by_{key}_{other[0]}{o}.png"),
+            f"{summary['dataset']}: per-layer collapse by {key}, {other} {o}"))
+  for (d, w), rs in _group(runs, "depth", "width").items():
+    if len({r["label_noise"] for r in rs}) >= 3:
+      paths.append(noise_figure(rs, os.path.join(outdir, f"noise_d{d}_w{w}.png"),
+                                f"{summary['dataset']}: label noise, depth {d}, width {w}",
+                                [str(e) for e in summary["eps"]]))
+  return paths
