@@ -1,25 +1,64 @@
 """Per-layer NCC separability vs total depth: CONV-L-128 on Fashion-MNIST (Galanti et al. 2022).
 
   jaxdepth train --config configs/fashion_mnist_conv.py --workdir runs/fashion_mnist_conv
+  jaxdepth train --config configs/fashion_mnist_conv.py:cpu --workdir runs/fm_cpu
 
-Needs the TFDS dataset: with internet it is prepared on first use (data.download,
-needs ``pip install 'jaxdepth[tfds]'``); offline, prepare it elsewhere with
-``python -m jaxdepth.data.tfds fashion_mnist --data_dir DIR`` and pass
-``--config.data.data_dir=DIR``.
+Data, in this order: the TFDS dataset when prepared; else the IDX files of Debian's
+package ``dataset-fashion-mnist`` (``apt-get install -y dataset-fashion-mnist``; read
+from /usr/share/datasets/fashion-mnist, or ``--config.data.idx_dir=DIR`` /
+$JAXDEPTH_IDX_DIR), full 60000/10000 splits, no network needed; else, with internet
+and ``pip install 'jaxdepth[tfds]'``, tfds downloads it (data.download=True here).
 Images are zero-padded 28 -> 32 and normalized with Fashion-MNIST's own
 statistics (mean 0.2860, std 0.3530; the reference code used MNIST's); no
 augmentation.
 
-Runtime: not measured (no accelerator was available when this config was written);
-each depth is one vmapped program for the 3 seeds, 468 steps per epoch. A 2-core CPU
-is far too slow for this config: use a GPU/TPU, or lower width/epochs.
+Default (paper-size): not measured on a 2-core CPU; each depth is one vmapped program
+for the 3 seeds, 468 steps per epoch: use a GPU/TPU, or ``:cpu``.
 Expected (spec §14.1): NCC train accuracy reaches ~1 below the top layer and stays
 there; the 0.01-effective depth stops growing once L passes a small threshold; train
 CDNV in the top layers falls as L grows.
+
+``:cpu`` is the CPU-feasible version (CONV-L-32 on a class-balanced-in-expectation
+random subset of 2000 training images, all 10000 test images, L in {2,4,6,8,12,16},
+5 seeds); its runtime and results are not measured yet. ``:tiny`` is a
+seconds-long smoke run on 256 images.
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  return common.paper_conv("fashion_mnist", augment=())
+  c = common.paper_conv("fashion_mnist", augment=())
+  c.data.idx_dir = ""                 # IDX directory ('' = $JAXDEPTH_IDX_DIR or Debian's)
+  if arg == "cpu":
+    c.data.num_train = 2000           # random subset of the 60000 training images
+    c.data.num_test = 0               # all 10000 test images
+    c.width = 32                      # CONV-L-32
+    c.depth = 16
+    c.sweep_depths = (2, 4, 6, 8, 12, 16)
+    c.num_seeds = 5                   # vmapped seeds per depth
+    c.epochs = 40
+    c.batch_size = 100                # 20 steps per epoch
+    c.lr = 0.05
+    c.milestones = (0.5, 0.75)        # lr *= 0.2 at 50% and 75% of training
+    c.eval_every = 40                 # analyse at the end only
+    c.checkpoint_every = 20
+    c.analysis_batch = 500
+    c.rank_samples = 256
+  elif arg == "tiny":
+    c.data.num_train = 256
+    c.data.num_test = 128
+    c.width = 8
+    c.depth = 3
+    c.sweep_depths = (2, 3)
+    c.num_seeds = 2
+    c.epochs = 2
+    c.batch_size = 64
+    c.eval_every = 2
+    c.checkpoint_every = 2
+    c.analysis_batch = 128
+    c.rank_samples = 32
+    c.progress = False
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r}; allowed: cpu, tiny")
+  return c

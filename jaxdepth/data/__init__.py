@@ -3,7 +3,8 @@
   ds = data.load({"dataset": "mnist1d", "data": {"num_train": 4000}})
 
 Modules: base.py (the Dataset record), embedded.py (MNIST-1D, Gaussian mixtures,
-digits), tfds.py (TFDS image sets, read without TensorFlow), labels.py (label noise,
+digits), tfds.py (TFDS image sets, read without TensorFlow; Fashion-MNIST falls back to
+idx.py, Debian's IDX files), labels.py (label noise,
 balanced samples), augment.py (training-time augmentation).
 """
 
@@ -38,7 +39,8 @@ def load(cfg) -> Dataset:
     return load_digits(seed=d.get("seed", 0), test_fraction=d.get("test_fraction", 0.25),
                        as_image=d.get("as_image", True))
   from jaxdepth.data import tfds
-  return tfds.load_tfds(name, data_dir=d.get("data_dir") or None,
-                        download=bool(d.get("download", False)),
-                        normalization=d.get("normalization", "dataset"),
-                        pad_to_32=d.get("pad_to_32", True))
+  return tfds.load_images(name, data_dir=d.get("data_dir") or None,
+                          download=bool(d.get("download", False)),
+                          normalization=d.get("normalization", "dataset"),
+                          pad_to_32=d.get("pad_to_32", True),
+                          idx_dir=d.get("idx_dir") or None)

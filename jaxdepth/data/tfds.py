@@ -12,6 +12,11 @@ Offline with the dataset absent, :func:`load_tfds` raises a one-line
 :class:`DatasetUnavailable` naming the dataset, the directory searched and that
 command, before any compute.
 
+Fashion-MNIST without tfds: :func:`load_images` (what ``jaxdepth.data.load`` calls)
+reads the IDX files of Debian's ``dataset-fashion-mnist`` package (jaxdepth.data.idx)
+when tfds has not prepared the set. Order: tfds prepared -> tfds; IDX files found ->
+IDX; ``download`` -> tfds download; else one line naming both routes.
+
 Preprocessing (Galanti et al. 2022, spec §12):
 - MNIST and Fashion-MNIST are zero-padded 28 -> 32 before normalization, as in the
   authors' reference code (``pad_to_32=False`` keeps 28x28).
@@ -35,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxdepth.data import idx
 from jaxdepth.data.base import Dataset
 from jaxdepth.engine.validate import ConfigError
 
@@ -116,9 +122,14 @@ def prepare_command(name: str, data_dir: str | None) -> str:
   return f"pip install 'jaxdepth[tfds]' && python -m jaxdepth.data.tfds {name}{where}"
 
 
-def _builder(name: str, data_dir: str | None, download: bool):
+def _builder(name: str, data_dir: str | None, download: bool, extra_hint: str = ""):
   """TFDS builder whose data is prepared; prepares it if ``download``, else raises."""
-  import tensorflow_datasets as tfds
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise DatasetUnavailable(
+        f"dataset {name!r} needs tensorflow-datasets, which is not installed ({e}); "
+        f"install it with: pip install 'jaxdepth[tfds]'{extra_hint}") from e
 
   absl_log = logging.getLogger("absl")
   level = absl_log.level
@@ -132,30 +143,61 @@ def _builder(name: str, data_dir: str | None, download: bool):
     return builder
   searched = str(builder.data_dir)
   hint = f"prepare it with: {prepare_command(name, data_dir)}"
+  tail = extra_hint
   if not download:
     raise DatasetUnavailable(
         f"dataset {name!r} is not prepared in {searched} and download is off; "
-        f"{hint} (or set data.download=True on a machine with internet)")
+        f"{hint} (or set data.download=True on a machine with internet){tail}")
   try:
     builder.download_and_prepare(file_format="array_record")
   except Exception as e:  # no network, no TensorFlow, disk full: one line for the user
     cause = " ".join(f"{type(e).__name__}: {e}".split())[:300]
     raise DatasetUnavailable(
         f"dataset {name!r} is not prepared in {searched} and preparing it failed "
-        f"({cause}); {hint}") from e
+        f"({cause}); {hint}{tail}") from e
   return builder
 
 
-def check_available(name: str, data_dir: str | None = None, download: bool = False) -> None:
+def _tfds_prepared(name: str, data_dir: str | None) -> bool:
+  try:
+    _builder(name, data_dir, download=False)
+  except DatasetUnavailable:
+    return False
+  return True
+
+
+def source(name: str, data_dir: str | None = None, download: bool = False,
+           idx_dir: str | None = None) -> tuple[str, str | None]:
+  """Where ``name`` will be read from: ('tfds', None) or ('idx', directory).
+
+  tfds when prepared; else the IDX files (jaxdepth.data.idx) when ``name`` has them
+  and they are found; else tfds with ``download`` (prepared now); else a one-line
+  :class:`DatasetUnavailable` naming the tfds route and, where there is one, the
+  Debian package. Touches the filesystem only unless tfds has to download.
+  """
+  _check_name(name)
+  if name not in idx.KNOWN_IDX:
+    _builder(name, data_dir, download)
+    return "tfds", None
+  if _tfds_prepared(name, data_dir):
+    return "tfds", None
+  found = idx.find(name, idx_dir)
+  if found:
+    return "idx", found
+  _builder(name, data_dir, download, extra_hint=f"; {idx.hint(name, idx_dir)}")
+  return "tfds", None
+
+
+def check_available(name: str, data_dir: str | None = None, download: bool = False,
+                    idx_dir: str | None = None) -> None:
   """Raise before any compute if ``name`` is unknown or absent and cannot be fetched.
 
   Touches the filesystem only (no download, no decoding) unless ``download`` is set,
-  in which case a missing dataset is prepared now.
+  in which case a missing dataset is prepared now (see :func:`source`).
   """
   if name in EMBEDDED:
     return
-  _check_name(name)
-  _builder(name, data_dir, download)
+  source(name, data_dir, download, idx_dir)
 
 
 def _read_split(name: str, split: str, data_dir: str | None, download: bool):
@@ -198,15 +240,30 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
     raise ConfigError("data.normalization", f"unknown value {normalization!r}; allowed: "
                       f"{', '.join(NORMALIZATIONS)}")
   _builder(name, data_dir, download)  # one-line error if absent; data_source re-opens it
-  raw = {}
-  for split in (info.train_split, info.test_split):
-    images, labels = _read_split(name, split, data_dir, download)
+  raw = {split: _read_split(name, split, data_dir, download)
+         for split in (info.train_split, info.test_split)}
+  return preprocess(name, raw[info.train_split], raw[info.test_split],
+                    normalization=normalization, pad_to_32=pad_to_32)
+
+
+def preprocess(name: str, train, test, *, normalization: str = "dataset",
+               pad_to_32: bool = True) -> Dataset:
+  """(images uint8 (N, H, W, C), labels) train/test pairs -> the normalized Dataset.
+
+  Shared by the tfds and the IDX readers: pixels / 255, zero padding 28 -> 32 (before
+  normalization) when the dataset asks for it and ``pad_to_32``, then
+  ``(x - mean) / std`` per channel with the statistics ``normalization`` names.
+  """
+  info = _check_name(name)
+  if normalization not in NORMALIZATIONS:
+    raise ConfigError("data.normalization", f"unknown value {normalization!r}; allowed: "
+                      f"{', '.join(NORMALIZATIONS)}")
+  for split, (images, labels) in (("train", train), ("test", test)):
     if images.shape[1:] != info.image_shape:
       raise ValueError(f"{name} split {split}: images {images.shape[1:]}, "
                        f"expected {info.image_shape}")
     if labels.min() < 0 or labels.max() >= info.num_classes:
       raise ValueError(f"{name} split {split}: labels outside [0, {info.num_classes})")
-    raw[split] = images, labels
   pad = pad_to_32 and info.pad_to_32
 
   def to_float(images):
@@ -216,8 +273,8 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
       x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     return x
 
-  x_train, y_train = to_float(raw[info.train_split][0]), raw[info.train_split][1]
-  x_test, y_test = to_float(raw[info.test_split][0]), raw[info.test_split][1]
+  x_train, y_train = to_float(train[0]), train[1]
+  x_test, y_test = to_float(test[0]), test[1]
   if normalization == "computed":
     mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
     std = x_train.std(axis=(0, 1, 2), dtype=np.float64)
@@ -229,6 +286,22 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
       x_train=(x_train - mean) / std, y_train=y_train.astype(np.int32),
       x_test=(x_test - mean) / std, y_test=y_test.astype(np.int32),
       num_classes=info.num_classes, name=name)
+
+
+def load_images(name: str, data_dir: str | None = None, download: bool = False, *,
+                normalization: str = "dataset", pad_to_32: bool = True,
+                idx_dir: str | None = None) -> Dataset:
+  """An image dataset from tfds or, for Fashion-MNIST, from IDX files (:func:`source`)."""
+  _check_name(name)
+  if normalization not in NORMALIZATIONS:
+    raise ConfigError("data.normalization", f"unknown value {normalization!r}; allowed: "
+                      f"{', '.join(NORMALIZATIONS)}")
+  kind, where = source(name, data_dir, download, idx_dir)
+  if kind == "idx":
+    train, test = idx.read_splits(where)
+    return preprocess(name, train, test, normalization=normalization, pad_to_32=pad_to_32)
+  return load_tfds(name, data_dir, download, normalization=normalization,
+                   pad_to_32=pad_to_32)
 
 
 def main(argv=None) -> None:

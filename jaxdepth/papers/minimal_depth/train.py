@@ -88,7 +88,8 @@ def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
   if config.dataset in tfds_data.KNOWN_TFDS:
     # Offline and not prepared: one line naming the dataset, dir and command.
     if not config.data.get("download", False):
-      tfds_data.check_available(config.dataset, config.data.get("data_dir") or None)
+      tfds_data.check_available(config.dataset, config.data.get("data_dir") or None,
+                                idx_dir=config.data.get("idx_dir") or None)
     shape = tfds_data.image_shape(config.dataset, config.data.get("pad_to_32", True))
     for d, w in shapes_:  # building is cheap (no init); a misfit raises
       nets.build(model_cfg(config, d, w), shape, tfds_data.num_classes(config.dataset))
