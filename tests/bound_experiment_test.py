@@ -38,7 +38,9 @@ def copy_checkpoints(workdir, dst):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("p", (0.2, 1.0), "p"), ("batch_size", 1000, "batch_size"), ("m", 200, "m"),
+    ("p", (0.2, 1.0), "p"), ("p", (0.2, 0.5), "p: 0.5 is outside \\(0, 0.5\\): Prop. 1"),
+    ("p", (0.0, 0.2), "p: 0 is outside"), ("p", (0.45, 0.6), "p: 0.6 is outside"),
+    ("batch_size", 1000, "batch_size"), ("m", 200, "m"),
     ("num_draws", 0, "num_draws"), ("eps", (1.5,), "eps")])
 def test_validate_rejects(field, value, match):
   c = bound_config.get_config("tiny")
@@ -65,14 +67,15 @@ def test_checkpoint_metadata_names_every_run(trained):
     y = data.gaussian_mixture(240, 120, seed=0).y_train
     assert np.array_equal(np.bincount(y[s1]), np.full(4, config.m // 4))
     assert np.array_equal(np.bincount(y[s2]), np.full(4, config.m // 4))
-    for j, p in enumerate(config.p):
+    assert bounds.trained_ps(config)[0] == 0.0  # tiny trains the control
+    for j, p in enumerate(bounds.trained_ps(config)):
       changed = samples["y_s2_noisy"][k, j] != samples["y_s2"][k]
       assert changed.sum() == data.num_corrupted(p, config.m)
       assert np.array_equal(changed, samples["corrupted"][k, j])  # flip: all change
   tree, meta = loaded["noisy"]
   assert meta["complete"] and meta["epoch"] == config.epochs
   assert {(r["draw"], r["p"], r["seed"]) for r in meta["runs"]} == {
-      (k, p, g) for k in range(K) for p in config.p for g in range(n)}
+      (k, p, g) for k in range(K) for p in bounds.trained_ps(config) for g in range(n)}
   for r in meta["runs"]:
     i = r["run"]
     assert (tree["draw"][i], tree["p_index"][i], tree["seed"][i]) == (
@@ -96,30 +99,35 @@ def test_recomputed_ncc_errors_equal_logged(trained):
 def test_offline_table_equals_training_time_table(trained, tmp_path):
   config, workdir, summary = trained
   rows = bound_main.main(workdir, out=str(tmp_path / "b"))
-  assert len(rows) == len(config.p) * len(config.alpha) * len(config.eps)
+  assert len(rows) == (len(config.p) + 1) * len(config.alpha) * len(config.eps)
+  assert [r["control"] for r in rows[:2]] == [True, False]
+  assert rows[0]["bound"] is None and rows[0]["p"] == 0.0
   for got, want in zip(rows, summary["table"]):
-    for k in ("first_term", "bound", "mean_clean_depth", "mean_min_depth", "p", "eps"):
+    for k in ("first_term", "first_term_hi", "mean_clean_depth", "mean_min_depth", "p",
+              "eps"):
       assert got[k] == pytest.approx(want[k]), k
+    assert got["bound"] == (None if want["bound"] is None else pytest.approx(want["bound"]))
     assert got["mean_test_error"] == pytest.approx(want["mean_test_error"], abs=1e-6)
   written = json.load(open(tmp_path / "b.json"))["rows"]
-  assert [r["bound"] for r in written] == pytest.approx([r["bound"] for r in rows])
+  assert [r["bound"] for r in written] == [r["bound"] for r in rows]
   assert open(tmp_path / "b.csv").readline().startswith("dataset,architecture,m,")
 
 
 def test_other_eps_alpha_p_need_no_retraining(trained, tmp_path):
   _, workdir, summary = trained
-  rows = bound_main.main(workdir, eps=[0.3], alpha=[0.0, 0.5], p=[0.5],
+  rows = bound_main.main(workdir, eps=[0.3], alpha=[0.0, 0.5], p=[0.4],
                          out=str(tmp_path / "b"))
-  assert [(r["eps"], r["alpha"], r["p"]) for r in rows] == [(0.3, 0.0, 0.5), (0.3, 0.5, 0.5)]
+  assert [(r["eps"], r["alpha"], r["p"]) for r in rows] == [(0.3, 0.0, 0.4), (0.3, 0.5, 0.4)]
   # Independent reference: thresholds applied to the training-time error curves.
   k_, g_ = summary["num_draws"], 2
   err_c = np.array([1 - np.array(r["ncc_train_acc"]) for r in summary["clean_runs"]])
   err_n = np.array([1 - np.array(r["ncc_train_acc"]) for r in summary["noisy_runs"]
-                    if r["p"] == 0.5])
+                    if r["p"] == 0.4])
   d_c = bounds.effective_depth(err_c, 0.3).reshape(k_, g_).mean(1)
   d_n = bounds.effective_depth(err_n, 0.3).reshape(k_, g_).min(1)
   assert rows[1]["first_term"] == pytest.approx(np.mean(d_c >= d_n))
-  assert rows[1]["bound"] == pytest.approx(np.mean(d_c >= d_n) + 1.5 * 0.5)
+  assert rows[1]["bound"] == pytest.approx(np.mean(d_c >= d_n) + 1.5 * 0.4)
+  assert rows[1]["first_term_count"] == int(np.sum(d_c >= d_n))
 
 
 def test_calculator_reads_only_checkpoints_and_no_training_code(trained, tmp_path):
@@ -138,7 +146,8 @@ def test_calculator_reads_only_checkpoints_and_no_training_code(trained, tmp_pat
                        capture_output=True, check=True)
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["bad"] == []
-  assert res["bounds"] == pytest.approx([r["bound"] for r in summary["table"]])
+  assert res["bounds"][0] is None  # the control row
+  assert res["bounds"][1:] == pytest.approx([r["bound"] for r in summary["table"]][1:])
 
 
 def test_error_no_checkpoints(tmp_path, capsys):
@@ -156,7 +165,7 @@ def test_error_checkpoints_of_another_experiment(tmp_path):
 
 def test_error_untrained_p_and_bad_eps(trained):
   _, workdir, _ = trained
-  with pytest.raises(bound_main.BoundError, match=r"p=0.3 was not trained \(trained: 0.25, 0.5\)"):
+  with pytest.raises(bound_main.BoundError, match=r"p=0.3 was not trained \(trained: 0, 0.2, 0.4\)"):
     bound_main.report(workdir, p=[0.3])
   with pytest.raises(bound_main.BoundError, match="--eps 1.5 is outside"):
     bound_main.report(workdir, eps=[1.5])
@@ -186,7 +195,7 @@ def test_error_draw_with_missing_runs(trained, tmp_path):
   w = copy_checkpoints(workdir, tmp_path / "w")
   _rewrite_noisy(w, lambda m: {**m, "runs": [r for r in m["runs"] if
                                              not (r["draw"] == 1 and r["seed"] == 1)]})
-  with pytest.raises(bound_main.BoundError, match=r"draw 1 is missing 2 noisy run\(s\)"):
+  with pytest.raises(bound_main.BoundError, match=r"draw 1 is missing 3 noisy run\(s\)"):
     bound_main.load(w)
 
 
@@ -213,8 +222,8 @@ def test_interrupted_experiment_resumes(trained, tmp_path):
   resumed = bound_experiment.run(config, w)
   for a, b in zip(resumed["noisy_runs"], summary["noisy_runs"]):
     np.testing.assert_allclose(a["ncc_train_acc"], b["ncc_train_acc"], atol=1e-6)
-  assert [r["bound"] for r in resumed["table"]] == pytest.approx(
-      [r["bound"] for r in summary["table"]])
+  assert [r["first_term"] for r in resumed["table"]] == pytest.approx(
+      [r["first_term"] for r in summary["table"]])
 
 
 def test_error_diverged_network(trained, tmp_path):

@@ -95,6 +95,66 @@ def test_format_table():
   text = bounds.format_table(rows)
   assert text.splitlines()[0].startswith("| test err")
   assert "| 0.2500 |" in text and "| 0.330 |" in text
+  assert "| 0/1 |" in text and "| [0.00, 0.97] |" in text and "| yes |" in text
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (7, 12),
+                                 (1, 30), (29, 30)])
+def test_clopper_pearson_matches_scipy_binomtest(k, n):
+  from scipy.stats import binomtest
+  ref = binomtest(k, n).proportion_ci(0.95, method="exact")
+  lo, hi = bounds.clopper_pearson(k, n)
+  assert lo == pytest.approx(ref.low, abs=1e-12)
+  assert hi == pytest.approx(ref.high, abs=1e-12)
+
+
+def test_clopper_pearson_closed_forms():
+  """k = 0: hi = 1 - (a/2)^(1/n); k = n: lo = (a/2)^(1/n); textbook 3/10 case."""
+  assert bounds.clopper_pearson(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1))
+  assert bounds.clopper_pearson(10, 10) == pytest.approx((0.025 ** 0.1, 1.0))
+  assert bounds.clopper_pearson(0, 10)[1] == pytest.approx(0.30850, abs=1e-5)
+  lo, hi = bounds.clopper_pearson(3, 10)
+  assert (lo, hi) == pytest.approx((0.06674, 0.65245), abs=1e-5)
+  with pytest.raises(ValueError):
+    bounds.clopper_pearson(3, 2)
+
+
+def test_trained_ps_puts_the_control_first():
+  assert bounds.trained_ps({"p": (0.1, 0.2)}) == [0.1, 0.2]
+  assert bounds.trained_ps({"p": (0.1, 0.2), "control": True}) == [0.0, 0.1, 0.2]
+
+
+def test_control_row_counts_and_holds():
+  L = 6
+  # K = 4 draws, 1 clean seed: D = 3, 3, 4, 2.
+  clean = errors_for([[3], [3], [4], [2]], L)
+  # control (p=0): dmin = 3, 3, 3, 3 -> I = 1, 1, 1, 0 ; p=0.1: dmin = 5, 5, 4, 6 -> 0,0,1,0
+  # p=0.2: dmin = 4, 4, 5, 6 -> 0, 0, 0, 0 (mean dmin 4.75 < 5: not monotone in p > 0)
+  noisy = errors_for([[[3], [5], [4]], [[3], [5], [4]], [[3], [4], [5]], [[3], [6], [6]]], L)
+  test = np.full((4, 1), 0.12)
+  rows = bounds.bound_rows(clean, noisy, test, (0.0, 0.1, 0.2), (0.1,), (0.01,))
+  ctrl, r1, r2 = rows
+  assert ctrl["control"] and ctrl["bound"] is None and ctrl["holds"] is None
+  assert ctrl["first_term"] == 0.75 and ctrl["first_term_count"] == 3
+  assert (ctrl["first_term_lo"], ctrl["first_term_hi"]) == pytest.approx(
+      bounds.clopper_pearson(3, 4))
+  assert not r1["control"] and r1["first_term_count"] == 1 and r1["num_draws"] == 4
+  assert r1["bound"] == pytest.approx(0.25 + 0.11)
+  assert r1["bound_hi"] == pytest.approx(bounds.clopper_pearson(1, 4)[1] + 0.11)
+  assert r1["holds"] is True                       # 0.36 >= 0.12
+  assert r2["bound"] == pytest.approx(0.22) and r2["holds"] is True
+  assert r2["mean_min_depth"] == pytest.approx(4.75)
+  assert r1["min_depth_monotone"] is False         # 5.0 -> 4.75 over p > 0
+  # the control's dmin (3) below every p > 0 value does not count for monotonicity
+  rows_hi = bounds.bound_rows(clean, noisy[:, :2], np.full((4, 1), 0.4), (0.0, 0.1), (0.1,),
+                              (0.01,))
+  assert rows_hi[0]["min_depth_monotone"] is True
+  assert rows_hi[1]["holds"] is False              # 0.36 < 0.4
+  text = bounds.format_table(rows)
+  assert "| control |" in text and "| - |" in text
+  lines = bounds.monotone_lines(rows)
+  assert lines == ["eps=0.01: mean dmin_hat p=0: 3.00, p=0.1: 5.00, p=0.2: 4.75; "
+                   "non-decreasing in p>0: NO (delta_2 assumption violated)"]
 
 
 def test_error_exactly_at_eps_counts_whatever_the_rounding():

@@ -33,7 +33,7 @@ from jaxdepth.papers.minimal_depth import bounds, train
 FORMAT = 1  # checkpoint layout version read by bound_main
 FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnorm",
           "init", "model", "seed", "m", "num_draws", "num_clean_seeds",
-          "num_noisy_seeds", "p", "noise_mode", "alpha", "eps", "epochs", "batch_size",
+          "num_noisy_seeds", "p", "control", "noise_mode", "alpha", "eps", "epochs", "batch_size",
           "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "milestones",
           "decay", "checkpoint_every", "keep_checkpoints", "analysis_batch",
           "rank_samples", "shard_runs", "progress")
@@ -47,8 +47,15 @@ def validate(config) -> None:
   V.integer(config, "num_draws", 1)
   V.integer(config, "num_clean_seeds", 1)
   V.integer(config, "num_noisy_seeds", 1)
-  ps = V.numbers(config, "p", 0.0, 1.0, low_open=True, high_open=True)
+  ps = V.numbers(config, "p")
+  for q in ps:
+    V.require(0.0 < q < bounds.P_MAX, "p",
+              f"{q:g} is outside (0, 0.5): Prop. 1 needs 0 < p < 1/2 (the p=0 control "
+              "is config.control=True)")
   V.require(len(set(ps)) == len(ps), "p", f"duplicate values in {ps}")
+  V.require(isinstance(config.get("control", False), bool), "control",
+            f"must be True or False (adds the p=0 control runs), got "
+            f"{config.get('control')!r}")
   V.numbers(config, "alpha", 0.0, 1.0, high_open=True)
   V.require(config.batch_size <= config.m, "batch_size",
             f"batch_size {config.batch_size} is larger than m={config.m}")
@@ -67,9 +74,10 @@ def grids(config) -> tuple[list[dict], list[dict]]:
   n, nn = config.num_clean_seeds, config.num_noisy_seeds
   clean = [{"run": k * n + g, "draw": k, "seed": g}
            for k in range(config.num_draws) for g in range(n)]
-  noisy = [{"run": (k * len(config.p) + j) * nn + g, "draw": k, "p_index": j,
+  ps = bounds.trained_ps(config)
+  noisy = [{"run": (k * len(ps) + j) * nn + g, "draw": k, "p_index": j,
             "p": float(p), "seed": g}
-           for k in range(config.num_draws) for j, p in enumerate(config.p)
+           for k in range(config.num_draws) for j, p in enumerate(ps)
            for g in range(nn)]
   return clean, noisy
 
@@ -111,7 +119,8 @@ def draw_samples(config, ds: data.Dataset) -> dict:
     s1.append(i1)
     s2.append(i2)
     per_p = [data.corrupt_labels(_fold(k_noise, k, j), jnp.asarray(ds.y_train[i2]), p, C,
-                                 config.noise_mode) for j, p in enumerate(config.p)]
+                                 config.noise_mode)
+             for j, p in enumerate(bounds.trained_ps(config))]
     y2n.append(np.stack([np.asarray(y) for y, _ in per_p]))
     chosen.append(np.stack([np.asarray(c) for _, c in per_p]))
   s1, s2 = np.stack(s1), np.stack(s2)
@@ -225,7 +234,7 @@ def _records(config, grid, out, layer_names) -> list[dict]:
 
 def errors_by_draw(config, clean_recs, noisy_recs):
   """(K, G, L) clean and (K, P, G, L) noisy NCC train errors, test errors (K, G)."""
-  K, P = config.num_draws, len(config.p)
+  K, P = config.num_draws, len(bounds.trained_ps(config))
   err = lambda r: 1.0 - np.asarray(r["ncc_train_acc"], np.float64)  # noqa: E731
   clean = np.stack([err(r) for r in clean_recs]).reshape(K, config.num_clean_seeds, -1)
   noisy = np.stack([err(r) for r in noisy_recs]).reshape(K, P, config.num_noisy_seeds, -1)
@@ -245,7 +254,8 @@ def run(config, workdir: str) -> dict:
   meta = {"experiment": "bound", "format": FORMAT, "config": writers.config_to_dict(config),
           "model": model_cfg(config), "input_shape": list(ds.x_train.shape[1:]),
           "num_classes": ds.num_classes, "dataset": ds.name, "m": config.m,
-          "num_draws": config.num_draws, "p": list(config.p), "epochs": config.epochs,
+          "num_draws": config.num_draws, "p": bounds.trained_ps(config),
+          "epochs": config.epochs,
           "layer_names": list(network.layer_names)}
   samples = draw_samples(config, ds)
   dck = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=os.path.join("checkpoints", "data"))
@@ -276,12 +286,12 @@ def run(config, workdir: str) -> dict:
   for r, k in zip(noisy_recs, noisy_grid):
     r["num_corrupted"] = int(samples["corrupted"][k["draw"], k["p_index"]].sum())
   ce, ne, te = errors_by_draw(config, clean_recs, noisy_recs)
-  table = bounds.bound_rows(ce, ne, te, config.p, config.alpha, config.eps,
+  table = bounds.bound_rows(ce, ne, te, bounds.trained_ps(config), config.alpha, config.eps,
                             extra={"dataset": ds.name,
                                    "architecture": f"{config.family}-{config.depth}-"
                                                    f"{config.width}"})
   summary = {"experiment": "bound", "dataset": ds.name, "m": config.m,
-             "num_draws": config.num_draws, "p": list(config.p),
+             "num_draws": config.num_draws, "p": bounds.trained_ps(config),
              "eps": list(config.eps), "alpha": list(config.alpha),
              "clean_runs": clean_recs, "noisy_runs": noisy_recs, "table": table,
              "wall_time_s": time.time() - t0}

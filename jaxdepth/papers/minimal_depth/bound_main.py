@@ -31,8 +31,9 @@ CAVEATS = (
     "delta_1 and delta_2 of Prop. 1 are taken as 0 (not estimated).",
     "dmin_hat is the min over the noisy seeds only: an upper estimate of the minimal "
     "depth, so this is an estimate, not a certified bound.",
-    "With few draws the first term is usually 0 or 1: the informative row is the "
-    "smallest p whose first term is ~0.",
+    "The first term is a proportion over K draws; its 95% interval is exact "
+    "(Clopper-Pearson) and 'bound (CI top)' uses the interval's top. The informative "
+    "row is the smallest p whose first term is ~0.",
 )
 
 
@@ -88,14 +89,15 @@ def load(workdir: str) -> dict:
 
 
 def _check_runs(kind, runs, cfg, workdir):
-  K, P = cfg["num_draws"], len(cfg["p"])
+  ps = bounds.trained_ps(cfg)
+  K, P = cfg["num_draws"], len(ps)
   n = cfg["num_clean_seeds"] if kind == "clean" else cfg["num_noisy_seeds"]
   have = {(r["draw"], r.get("p_index", -1), r["seed"]) for r in runs}
   js = [-1] if kind == "clean" else range(P)
   for k in range(K):
     missing = [(j, g) for j in js for g in range(n) if (k, j, g) not in have]
     if missing:
-      what = ", ".join(f"seed {g}" + ("" if j < 0 else f" p={cfg['p'][j]}")
+      what = ", ".join(f"seed {g}" + ("" if j < 0 else f" p={ps[j]}")
                        for j, g in missing[:4])
       raise BoundError(f"draw {k} is missing {len(missing)} {kind} run(s) ({what}); "
                        f"results would be partial: rerun `{_train_cmd(workdir)}`")
@@ -177,7 +179,7 @@ def recompute(loaded: dict) -> dict:
 def _by_draw(rec: dict):
   """Arrange per-run errors as (K, G, L), (K, P, G, L) and test errors (K, G)."""
   cfg = rec["config"]
-  K, P = cfg["num_draws"], len(cfg["p"])
+  K, P = cfg["num_draws"], len(bounds.trained_ps(cfg))
   n, nn = cfg["num_clean_seeds"], cfg["num_noisy_seeds"]
   L = rec["clean_err"].shape[1]
   clean = np.zeros((K, n, L))
@@ -215,12 +217,13 @@ def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict
   rec = recompute(load(workdir))
   cfg = rec["config"]
   clean, noisy, test = _by_draw(rec)
-  js = _select_p(p, cfg["p"], workdir)
+  ps = bounds.trained_ps(cfg)
+  js = _select_p(p, ps, workdir)
   arch = f"{cfg['family']}-{cfg['depth']}-{cfg['width']}"
   extra = {"dataset": rec["dataset"], "architecture": arch, "m": cfg["m"],
            "K": cfg["num_draws"], "n_clean": cfg["num_clean_seeds"],
            "n_noisy": cfg["num_noisy_seeds"]}
-  rows = bounds.bound_rows(clean, noisy[:, js], test, [cfg["p"][j] for j in js],
+  rows = bounds.bound_rows(clean, noisy[:, js], test, [ps[j] for j in js],
                            alpha or cfg["alpha"], eps or cfg["eps"],
                            num_layers=clean.shape[-1], extra=extra)
   return rows, rec
@@ -240,6 +243,17 @@ def main(workdir: str, eps=None, alpha=None, p=None, out=None) -> list[dict]:
     if r["min_depth_unreached"]:
       print(f"note: eps={r['eps']:g} p={r['p']:g}: in {r['min_depth_unreached']} draw(s) "
             "no noisy run fitted S1 u S2~ (dmin_hat = L+1, first term 0 there)")
+  for line in bounds.monotone_lines(rows):
+    print(f"note: {line}")
+  for r in rows:
+    if not r["control"] and r["holds"] is False:
+      print(f"note: eps={r['eps']:g} p={r['p']:g} alpha={r['alpha']:g}: the estimate "
+            f"{r['bound']:.3f} is BELOW the measured test error "
+            f"{r['mean_test_error']:.3f}")
+  if any(r["control"] for r in rows):
+    print("note: p=0 is the control (clean S1 u S2): Prop. 1 needs 0 < p < 1/2, so it "
+          "has no bound; its first term shows how often a clean network is as deep as "
+          "fitting 2m clean points needs")
   for c in CAVEATS:
     print(f"note: {c}")
   writers.write_json(f"{out}.json", {"workdir": os.path.abspath(workdir), "setting": head,

@@ -9,14 +9,51 @@ jaxdepth protocol of spec §9:
   T_p          = (1/K) sum_k I_{k,p}                           first term of Eq. 3
   B_{p,alpha}  = T_p + (1 + alpha) p                           delta_1 = delta_2 = 0
 
-Pure functions of plain arrays: no JAX, no configs, no checkpoints.
+T_p is a binomial proportion over K draws (sum_k I_{k,p} ~ Bin(K, pi_p) when the
+draws are independent), so each row also carries the exact (Clopper-Pearson) 95%
+interval of the first term and B_hi = T_hi + (1 + alpha) p, the bound with the first
+term at the top of its interval.
+
+Prop. 1 needs 0 < p < 1/2. p = 0 is the *control* (config ``control=True``): the
+"noisy" runs train on clean S1 u S2, so dmin_hat is the depth needed to fit 2m clean
+points; its row reports the first term (expected near 1: clean nets are as deep as
+the clean task needs) and no bound.
+
+Pure functions of plain arrays: no JAX, no checkpoints (``trained_ps`` reads a config
+mapping).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-ERR_TOL = 1e-6  # float32 rounding of k/N: an error within this of eps counts as <= eps
+ERR_TOL = 1e-6
+CI_LEVEL = 0.95  # Clopper-Pearson level of the first-term interval
+P_MAX = 0.5      # Prop. 1: p < 1/2
+
+
+def trained_ps(cfg) -> list[float]:
+  """Corruption fractions actually trained: 0 (the control) first when ``control``."""
+  ps = [float(p) for p in cfg["p"]]
+  return ([0.0] if cfg.get("control", False) else []) + ps
+
+
+def clopper_pearson(k, n, level: float = CI_LEVEL) -> tuple[float, float]:
+  """Exact two-sided binomial interval for k successes in n trials.
+
+  lo = Beta(a/2; k, n-k+1) quantile (0 if k = 0), hi = Beta(1-a/2; k+1, n-k)
+  quantile (1 if k = n), a = 1 - level. Same as scipy.stats.binomtest(k, n)
+  .proportion_ci(level, method='exact').
+  """
+  from scipy.stats import beta
+
+  k, n = int(k), int(n)
+  if n < 1 or not 0 <= k <= n:
+    raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+  a = 1.0 - level
+  lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+  hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+  return lo, hi  # float32 rounding of k/N: an error within this of eps counts as <= eps
 
 
 def effective_depth(err_RxL, eps: float) -> np.ndarray:
@@ -72,10 +109,13 @@ def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps
     ps, alphas, eps_list: the grid to report.
     extra: columns copied into every row (dataset, architecture, m, ...).
   Returns:
-    list of dicts with mean_test_error, test_error_std, eps, p, alpha, mean_clean_depth,
-    mean_min_depth, first_term, bound, and flags: clean_unreached (clean runs that
-    never reached eps), min_depth_unreached (draws where no noisy run fitted the set),
-    min_depth_monotone (mean dmin_hat non-decreasing in p over the grid).
+    list of dicts with mean_test_error, test_error_std, eps, p, alpha, control
+    (p == 0), mean_clean_depth, mean_min_depth, first_term, first_term_count (of K),
+    first_term_lo/hi (Clopper-Pearson 95%), bound and bound_hi (None for the control),
+    holds (bound >= mean test error; None for the control), and flags:
+    clean_unreached (clean runs that never reached eps), min_depth_unreached (draws
+    where no noisy run fitted the set), min_depth_monotone (mean dmin_hat
+    non-decreasing in p over the p > 0 grid).
   """
   clean = np.asarray(clean_err_KxGxL, np.float64)
   noisy = np.asarray(noisy_err_KxPxGxL, np.float64)
@@ -88,17 +128,27 @@ def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps
     dmin_KxP = minimal_depth(dn_KxPxG)
     t_P = first_term(d_KxG, dn_KxPxG)
     mean_dmin_P = dmin_KxP.mean(0)
-    monotone = bool(np.all(np.diff(mean_dmin_P) >= 0))
+    pos = np.asarray(ps, np.float64) > 0
+    order = np.argsort(np.asarray(ps, np.float64)[pos], kind="stable")
+    monotone = bool(np.all(np.diff(mean_dmin_P[pos][order]) >= 0))
+    K = clean.shape[0]
     for j, p in enumerate(ps):
+      count = int(round(t_P[j] * K))
+      lo, hi = clopper_pearson(count, K)
+      control = float(p) == 0.0
       for alpha in alphas:
+        b = None if control else float(bound(t_P[j], p, alpha))
         rows.append({
             **(extra or {}),
             "mean_test_error": float(test.mean()), "test_error_std": float(test.std()),
-            "eps": float(eps), "p": float(p), "alpha": float(alpha),
+            "eps": float(eps), "p": float(p), "alpha": float(alpha), "control": control,
             "mean_clean_depth": float(clean_depth(d_KxG).mean()),
             "mean_min_depth": float(mean_dmin_P[j]),
-            "first_term": float(t_P[j]),
-            "bound": float(bound(t_P[j], p, alpha)),
+            "first_term": float(t_P[j]), "first_term_count": count, "num_draws": K,
+            "first_term_lo": lo, "first_term_hi": hi,
+            "bound": b,
+            "bound_hi": None if control else float(bound(hi, p, alpha)),
+            "holds": None if control else bool(b >= float(test.mean())),
             "clean_unreached": int((d_KxG > L).sum()),
             "min_depth_unreached": int((dmin_KxP[:, j] > L).sum()),
             "min_depth_monotone": monotone,
@@ -106,16 +156,48 @@ def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps
   return rows
 
 
+def _count(r):
+  return f"{r['first_term_count']}/{r['num_draws']}"
+
+
+def _ci(r):
+  return f"[{r['first_term_lo']:.2f}, {r['first_term_hi']:.2f}]"
+
+
+def _holds(r):
+  return "control" if r["holds"] is None else ("yes" if r["holds"] else "NO")
+
+
 COLUMNS = (("mean_test_error", "test err", "{:.4f}"), ("test_error_std", "(std)", "{:.4f}"),
            ("p", "p", "{:g}"), ("alpha", "alpha", "{:g}"), ("eps", "eps", "{:g}"),
            ("mean_clean_depth", "mean D_k", "{:.2f}"),
            ("mean_min_depth", "mean dmin", "{:.2f}"),
-           ("first_term", "first term", "{:.3f}"), ("bound", "bound", "{:.3f}"))
+           ("first_term", "first term", "{:.3f}"), (_count, "I=1 draws", None),
+           (_ci, "95% CI", None), ("bound", "bound", "{:.3f}"),
+           ("bound_hi", "bound (CI top)", "{:.3f}"), (_holds, "bound >= err", None))
+
+
+def _cell(r, key, fmt):
+  if callable(key):
+    return key(r)
+  return "-" if r[key] is None else fmt.format(r[key])
 
 
 def format_table(rows: list[dict]) -> str:
-  """Markdown table of the report columns."""
+  """Markdown table of the report columns ('-' where a control row has no bound)."""
   head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
   sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-  body = ["| " + " | ".join(f.format(r[k]) for k, _, f in COLUMNS) + " |" for r in rows]
+  body = ["| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |" for r in rows]
   return "\n".join([head, sep, *body])
+
+
+def monotone_lines(rows: list[dict]) -> list[str]:
+  """One line per eps: mean dmin_hat by p and whether it is non-decreasing (delta_2)."""
+  out = []
+  for eps in dict.fromkeys(r["eps"] for r in rows):
+    per_p = dict((r["p"], r["mean_min_depth"]) for r in rows if r["eps"] == eps)
+    mono = next(r["min_depth_monotone"] for r in rows if r["eps"] == eps)
+    seq = ", ".join(f"p={p:g}: {d:.2f}" for p, d in sorted(per_p.items()))
+    out.append(f"eps={eps:g}: mean dmin_hat {seq}; non-decreasing in p>0: "
+               f"{'yes' if mono else 'NO (delta_2 assumption violated)'}")
+  return out
