@@ -138,9 +138,9 @@ def test_random_rotation_in_range_and_after_crop_flip():
 
 def test_training_fill_is_black_for_tfds_images():
   from configs import common
-  from jaxdepth.papers.minimal_depth import train
+  from jaxdepth import data
   c = common.paper_conv("cifar10", augment=("crop", "flip", "rotate"))
-  assert train.augment_fill(c) == tfds_data.pad_value("cifar10")
+  assert data.augment_fill(c) == tfds_data.pad_value("cifar10")
   c.data.normalization = "computed"  # no fixed statistics: the mean colour
-  assert train.augment_fill(c) == 0.0
-  assert train.augment_fill(common.base()) == 0.0  # mnist1d
+  assert data.augment_fill(c) == 0.0
+  assert data.augment_fill(common.base()) == 0.0  # mnist1d

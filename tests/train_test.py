@@ -13,7 +13,7 @@ import pytest
 
 from configs import tiny
 from jaxdepth import cli, data
-from jaxdepth.engine import ckpt, writers
+from jaxdepth.engine import ckpt, sgd, writers
 from jaxdepth.papers.minimal_depth import train
 
 
@@ -37,8 +37,8 @@ def test_vmapped_runs_equal_per_run_loop(ds):
   keys = train.make_keys(c.seed, grid)
   state, labels, chosen = prog.init(keys)
   x = jnp.asarray(ds.x_train)
-  single = jax.jit(train.make_epoch(prog.network, train.make_optimizer(c, prog.steps_per_epoch),
-                                    c.batch_size, prog.steps_per_epoch))
+  single = jax.jit(sgd.make_epoch(prog.network, sgd.make_optimizer(c, prog.steps_per_epoch),
+                                  c.batch_size, prog.steps_per_epoch))
   take = lambda t, i: jax.tree.map(lambda a: a[i], t)  # noqa: E731
   singles = [take(state, i) for i in range(len(grid))]
   for epoch in range(2):
@@ -74,7 +74,7 @@ def _final_params(workdir, tag="d3_w16"):
 def test_resume_equals_uninterrupted_and_sharding(tmp_path):
   assert jax.device_count() == 4
   c = tiny_config()  # 4 runs over 4 simulated devices: sharded
-  assert train.run_sharding(4, True) is not None
+  assert train.placement(c, 4).sharded
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
   s_full = train.run(c, full)
   train.run(c, part)

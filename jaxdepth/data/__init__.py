@@ -16,7 +16,7 @@ from jaxdepth.data.labels import balanced_disjoint_pair, corrupt_labels, num_cor
 
 __all__ = ["Dataset", "subsample", "EMBEDDED", "gaussian_mixture", "load_digits",
            "mnist1d", "balanced_disjoint_pair", "corrupt_labels", "num_corrupted",
-           "known_datasets", "load"]
+           "known_datasets", "load", "augment_fill"]
 
 
 def known_datasets() -> tuple[str, ...]:
@@ -44,3 +44,14 @@ def load(cfg) -> Dataset:
                           normalization=d.get("normalization", "dataset"),
                           pad_to_32=d.get("pad_to_32", True),
                           idx_dir=d.get("idx_dir") or None)
+
+
+def augment_fill(cfg) -> tuple[float, ...] | float:
+  """Fill value (normalized units) for pixels that augmentation pads or rotates in:
+  black for tfds images with fixed statistics (the reference pads and rotates in black
+  before normalizing); 0.0 (the mean) otherwise."""
+  from jaxdepth.data import tfds
+  norm = (cfg.get("data", {}) or {}).get("normalization", "dataset")
+  if cfg["dataset"] not in tfds.KNOWN_TFDS or norm not in ("dataset", "reference"):
+    return 0.0
+  return tfds.pad_value(cfg["dataset"], norm)

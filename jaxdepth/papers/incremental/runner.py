@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import writers
+from jaxdepth.engine import devices, loop, writers
 
 
 class Problem(NamedTuple):
@@ -144,7 +144,8 @@ def _segment_logs(num_logs: int, target: int) -> int:
 def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps: int,
           record_every: int, log_every: int, stop_loss: float = 0.0,
           diverge_factor: float = 1e6, snapshots: bool = False,
-          segment_steps: int = 20000, progress: bool = False, desc: str = "") -> Result:
+          segment_steps: int = 20000, progress: bool = False, desc: str = "",
+          shard: bool = True) -> Result:
   """Full-batch GD of every (seed, init scale) run of one depth in one compiled program.
 
   Args:
@@ -155,6 +156,7 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
     steps: maximum number of steps (rounded up to a multiple of log_every).
     record_every: steps between tracking evaluations (crossing resolution).
     log_every: steps between logged records (a multiple of record_every).
+    shard: split the seed axis over every device (padded to a multiple).
   Returns:
     :class:`Result` with numpy arrays.
   """
@@ -170,24 +172,26 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
   thr_AxK = jnp.asarray(thr_AxK, dtype)
   lr = jnp.asarray(lr, dtype)
   t_start = time.perf_counter()
+  # The seed axis is the run axis: padded and sharded over every device (engine).
+  place = devices.Placement(len(keys_S), enabled=shard)
+  keys_S, data = place.runs((keys_S, data))
   st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
-  losses, logged = [np.asarray(loss0)[..., None]], [np.asarray(logged0)[:, :, None]]
+  losses, logged = [np.asarray(place.gather(loss0))[..., None]], \
+      [np.asarray(place.gather(logged0))[:, :, None]]
   bar = writers.progress(num_logs * log_every, desc, enabled=progress)
-  t0, pending = 0, None
-  for _ in range(num_logs // lps):
-    st, recs = seg_fn(st, data, thr_AxK, lr, t0)  # dispatch before pulling the last one
-    if pending is not None:
-      losses.append(np.asarray(pending[0]))
-      logged.append(np.asarray(pending[1]))
-    pending = recs
-    t0 += lps * log_every
-    bar.update(lps * log_every)
-    if bool(np.all(np.asarray(st.done | st.diverged))):
-      break
+  per_segment = lps * log_every
+
+  def collect(recs):
+    losses.append(recs[0])
+    logged.append(recs[1])
+
+  st, segments = loop.run(
+      st, lambda st, i: seg_fn(st, data, thr_AxK, lr, i * per_segment), start=0,
+      total=num_logs // lps, bar=bar, steps_per_segment=per_segment, on_output=collect,
+      fetch=place.gather, stop=lambda st: bool(np.all(place.gather(st.done | st.diverged))))
   bar.close()
-  losses.append(np.asarray(pending[0]))
-  logged.append(np.asarray(pending[1]))
-  st = jax.device_get(st)
+  t0 = segments * per_segment
+  st = place.gather(st)
   wall = time.perf_counter() - t_start
   loss_SxIxT = np.concatenate(losses, axis=2)
   return Result(

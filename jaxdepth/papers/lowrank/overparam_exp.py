@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from jaxdepth import data, nets
-from jaxdepth.engine import ckpt, plotting, writers
+from jaxdepth.engine import ckpt, metrics, plotting, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.measure import rank
@@ -122,28 +122,11 @@ def _final_params(workdir: str, tag: str):
   return state["params"] if isinstance(state, dict) else state[0]
 
 
-class _Tagged:
-  """Adds the model and expansion to every metrics record of the core trainer and,
-  on a resumed run, skips records already logged (same model, expansion, step)."""
-
-  def __init__(self, writer, model: str, expansion: int):
-    self.writer, self.tag = writer, {"model": model, "expansion": expansion}
-    self.limit = -1
-    if os.path.exists(writer.path):
-      self.limit = max([r.get("step", -1) for r in writers.read_jsonl(writer.path)
-                        if r.get("model") == model and r.get("expansion") == expansion],
-                       default=-1)
-
-  def write(self, record):
-    if record["step"] > self.limit:
-      self.writer.write({**record, **self.tag})
-
-
 def run(config, workdir: str) -> dict:
   ds = data.load(config)
   if config.data.get("num_train") or config.data.get("num_test"):
     ds = data.subsample(ds, config.data.get("num_train"), config.data.get("num_test"))
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  log = metrics.MetricsLog(workdir, ("model", "expansion"))  # resumed: no step twice
   results = {}
   for model in config.models:
     for e in config.expansions:
@@ -152,7 +135,7 @@ def run(config, workdir: str) -> dict:
       spe = ds.x_train.shape[0] // tcfg.batch_size
       bar = writers.progress(tcfg.epochs * spe, tag, enabled=config.progress)
       grid, out, _ = train.train_shape(tcfg, ds, config.depth, config.width, workdir,
-                                       _Tagged(log, model, e), tag, bar)
+                                       log.stream(model=model, expansion=e), tag, bar)
       bar.close()
       base = nets.build({**train.model_cfg(tcfg, config.depth, config.width),
                          "family": MODELS[model]}, ds.x_train.shape[1:], ds.num_classes)

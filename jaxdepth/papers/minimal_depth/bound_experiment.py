@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import data, nets
-from jaxdepth.engine import ckpt, writers
+from jaxdepth.engine import ckpt, devices, loop, sgd, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers.minimal_depth import bounds, train
@@ -93,7 +93,7 @@ def _fold(key, *ints):
   return key
 
 
-def run_keys(init_key, order_key, grid: list[dict], noisy: bool) -> train.RunKeys:
+def run_keys(init_key, order_key, grid: list[dict], noisy: bool) -> sgd.RunKeys:
   """Per-run RunKeys: fold_in(k_init, draw[, p_index], seed), the same with k_order."""
   idx = [(r["draw"], r["p_index"], r["seed"]) if noisy else (r["draw"], r["seed"])
          for r in grid]
@@ -101,7 +101,7 @@ def run_keys(init_key, order_key, grid: list[dict], noisy: bool) -> train.RunKey
   order = jnp.stack([_fold(order_key, *i) for i in idx])
   # The epoch function folds the augment key even without augmentation; noise is
   # drawn per (draw, p), not per run, so neither key carries randomness here.
-  return train.RunKeys(init, order, order, order)
+  return sgd.RunKeys(init, order, order, order)
 
 
 def draw_samples(config, ds: data.Dataset) -> dict:
@@ -159,16 +159,16 @@ def _batched_runs(x_RxN, y_RxN, c_RxN, batch: int):
   return b, y, cut(c_RxN, batch)
 
 
-def train_group(config, kind: str, network, grid, keys: train.RunKeys, sets, test_b,
+def train_group(config, kind: str, network, grid, keys: sgd.RunKeys, sets, test_b,
                 workdir: str, meta: dict, bar) -> dict:
   """Train (or resume) one group of runs as one vmapped program; returns final analysis."""
   x_RxN, y_RxN, c_RxN = sets
   n = x_RxN.shape[1]
   spe = n // config.batch_size
-  tx = train.make_optimizer(config, spe)
-  epoch_fn = train.make_epoch(network, tx, config.batch_size, spe)
+  tx = sgd.make_optimizer(config, spe)
+  epoch_fn = sgd.make_epoch(network, tx, config.batch_size, spe)
   epoch_all = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, None, 0)), donate_argnums=0)
-  init_all = jax.jit(jax.vmap(lambda k: train.init_state(network, tx, k)))
+  init_all = jax.jit(jax.vmap(lambda k: sgd.init_state(network, tx, k)))
   analyzer = analysis.make_analyzer(network, meta["num_classes"], tuple(config.eps),
                                     config.rank_samples)
 
@@ -177,42 +177,45 @@ def train_group(config, kind: str, network, grid, keys: train.RunKeys, sets, tes
     return analyzer(v, train_b, labels, corrupted, test_b)
 
   analyze_all = jax.jit(jax.vmap(analyze_run, in_axes=(0, 0, 0, 0, None)))
-  state = init_all(keys.init)
-  labels, x = jnp.asarray(y_RxN), jnp.asarray(x_RxN)
-  shard = train.run_sharding(len(grid), config.shard_runs)
-  if shard is not None:
-    state, labels, x, keys = jax.device_put((state, labels, x, keys), shard[0])
+  place = devices.Placement(len(grid), enabled=config.shard_runs)
+  keys = place.pad(keys)
+  state = place.runs(init_all(keys.init))
+  labels, x, keys = place.runs((np.asarray(y_RxN), np.asarray(x_RxN), keys))
   ck = ckpt.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
                          subdir=os.path.join("checkpoints", kind))
+  # Checkpoints hold the real runs only, as host arrays: they do not depend on the
+  # device count, and the offline calculator reads them without model code.
+  ints = lambda k: np.asarray([r.get(k, -1) for r in grid], np.int32)  # noqa: E731
+  fixed = {"labels": np.asarray(y_RxN), "corrupted": np.asarray(c_RxN),
+           "draw": ints("draw"), "p_index": ints("p_index"), "seed": ints("seed")}
   tree = lambda s: {"variables": {"params": s.params, "batch_stats": s.batch_stats},  # noqa: E731
-                    "opt_state": s.opt_state, "step": s.step, "labels": labels,
-                    "corrupted": jnp.asarray(c_RxN),
-                    "draw": jnp.asarray([r["draw"] for r in grid], jnp.int32),
-                    "p_index": jnp.asarray([r.get("p_index", -1) for r in grid], jnp.int32),
-                    "seed": jnp.asarray([r["seed"] for r in grid], jnp.int32)}
+                    "opt_state": s.opt_state, "step": s.step}
   start = 0
-  restored = ck.restore(target=tree(state))
+  restored = ck.restore(target={**place.gather(tree(state)), **fixed})
   if restored is not None:
     _, t, m = restored
-    state = train.TrainState(t["variables"]["params"], t["variables"]["batch_stats"],
-                             t["opt_state"], t["step"])
+    state = place.runs(sgd.TrainState(t["variables"]["params"],
+                                      t["variables"]["batch_stats"], t["opt_state"],
+                                      t["step"]))
     start = int(m["epoch"])
   bar.update(start * spe)
   meta = {**meta, "kind": kind, "runs": grid, "num_train": n, "steps_per_epoch": spe}
-  for epoch in range(start, config.epochs):
-    state, _ = epoch_all(state, labels, keys, epoch, x)
-    bar.update(spe)
-    done = epoch + 1
-    if done % config.checkpoint_every == 0 or done == config.epochs:
-      ck.save(done * spe, tree(state), {**meta, "epoch": done, "step": done * spe,
-                                        "complete": done == config.epochs})
+
+  def save(state, done):
+    ck.save(done * spe, {**place.gather(tree(state)), **fixed},
+            {**meta, "epoch": done, "step": done * spe, "complete": done == config.epochs})
+
+  state, _ = loop.run(state, lambda st, e: epoch_all(st, labels, keys, e, x), start=start,
+                      total=config.epochs, bar=bar, steps_per_segment=spe,
+                      hooks=[loop.Hook(config.checkpoint_every, save)])
   ck.close()
   train_b, lab_b, cor_b = _batched_runs(x_RxN, y_RxN, c_RxN, config.analysis_batch)
-  # The final analysis runs on one device: partitioning it over the run axis made XLA
-  # CPU insert collectives that deadlocked on an oversubscribed host.
-  state = jax.device_put(state, jax.devices()[0])
+  # The final analysis runs on one device, every process on all runs: partitioning
+  # it over the run axis made XLA CPU insert collectives that deadlocked on an
+  # oversubscribed host (session 1).
+  state = jax.device_put(place.gather(state), jax.local_devices()[0])
   out = analysis.finalize(analyze_all(state, train_b, lab_b, cor_b, test_b))
-  out["diverged"] = ~np.asarray(train._tree_finite(state.params))
+  out["diverged"] = ~np.asarray(sgd.tree_finite(state.params))
   return out
 
 

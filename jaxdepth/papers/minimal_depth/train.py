@@ -17,30 +17,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import ckpt, writers
+from jaxdepth.engine import devices, loop, metrics, report, sgd, writers
+from jaxdepth.engine import ckpt
 from jaxdepth.engine import validate as V
+from jaxdepth.engine.sgd import RunKeys, TrainState
 from jaxdepth.measure import analysis
 
+
 ANALYSIS_CACHE_BYTES = 1 << 30
-
-
-class TrainState(NamedTuple):
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  step: jax.Array
-
-
-class RunKeys(NamedTuple):
-  """One typed key per purpose and run (spec: init, data order, label noise, augment)."""
-  init: jax.Array
-  order: jax.Array
-  noise: jax.Array
-  augment: jax.Array
 
 
 # ----------------------------------------------------------------------------- config
@@ -143,86 +130,7 @@ def make_keys(seed: int, grid: list[dict]) -> RunKeys:
   return RunKeys(per_seed(k_init), per_seed(k_order), noise, per_seed(k_aug))
 
 
-# -------------------------------------------------------------------------- optimizer
-def make_schedule(config, steps_per_epoch: int):
-  """Linear warm-up from 0, then constant, step decay (milestones as fractions of
-  training, each multiplying by ``decay``) or cosine decay to 0."""
-  total = config.epochs * steps_per_epoch
-  warm = int(round(config.warmup_epochs * steps_per_epoch))
-  if config.schedule == "constant":
-    main = optax.constant_schedule(config.lr)
-  elif config.schedule == "cosine":
-    main = optax.cosine_decay_schedule(config.lr, max(total - warm, 1))
-  else:
-    bounds = {int(round(f * total)) - warm: config.decay for f in config.milestones}
-    main = optax.piecewise_constant_schedule(config.lr, bounds)
-  if warm == 0:
-    return main
-  return optax.join_schedules([optax.linear_schedule(0.0, config.lr, warm), main], [warm])
-
-
-def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum and coupled weight decay (added to the gradient, as PyTorch)."""
-  return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(make_schedule(config, steps_per_epoch),
-                               momentum=config.momentum or None))
-
-
-# ---------------------------------------------------------------------------- training
-def make_epoch(network: nets.Network, tx, batch_size: int, steps_per_epoch: int,
-               augment_fn=None):
-  """One epoch of SGD for one run, as a lax.scan over fixed-size batches.
-
-  The shuffled epoch's remainder (N mod B examples) is dropped, so every batch has
-  the same shape and nothing recompiles; a fresh permutation each epoch.
-  """
-
-  def epoch_fn(state: TrainState, labels_N, keys: RunKeys, epoch, x_N):
-    n = labels_N.shape[0]
-    perm = jax.random.permutation(jax.random.fold_in(keys.order, epoch), n)
-    idx_SxB = perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-    k_aug = jax.random.fold_in(keys.augment, epoch)
-
-    def step(state: TrainState, xs):
-      i, idx_B = xs
-      x_B, y_B = x_N[idx_B], labels_N[idx_B]
-      if augment_fn is not None:
-        x_B = augment_fn(jax.random.fold_in(k_aug, i), x_B)
-
-      def loss_fn(params):
-        logits, _, new_stats = network.apply(
-            {"params": params, "batch_stats": state.batch_stats}, x_B, train=True)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B).mean()
-        return loss, new_stats
-
-      (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      updates, opt_state = tx.update(grads, state.opt_state, state.params)
-      params = optax.apply_updates(state.params, updates)
-      return TrainState(params, new_stats, opt_state, state.step + 1), loss
-
-    state, losses = jax.lax.scan(step, state, (jnp.arange(steps_per_epoch), idx_SxB))
-    return state, losses.mean()
-
-  return epoch_fn
-
-
-def init_state(network, tx, key) -> TrainState:
-  v = network.init(key)
-  return TrainState(v["params"], v["batch_stats"], tx.init(v["params"]),
-                    jnp.zeros((), jnp.int32))
-
-
-def run_sharding(num_runs: int, enabled: bool = True):
-  """NamedShardings (runs axis, replicated) over all devices, or None on one device."""
-  n = jax.device_count()
-  if not enabled or n == 1 or num_runs % n:
-    return None
-  from jax.sharding import AxisType, NamedSharding
-  from jax.sharding import PartitionSpec as P
-  mesh = jax.make_mesh((n,), ("runs",), axis_types=(AxisType.Auto,))
-  return NamedSharding(mesh, P("runs")), NamedSharding(mesh, P())
-
-
+# ---------------------------------------------------------------------------- program
 class Program(NamedTuple):
   """Everything compiled for one (depth, width): R runs as one program."""
   network: nets.Network
@@ -232,48 +140,41 @@ class Program(NamedTuple):
   steps_per_epoch: int
 
 
-def augment_fill(config) -> tuple[float, ...] | float:
-  """Black in normalized units for tfds images with fixed statistics (the reference pads
-  and rotates in black before normalizing); 0.0 (the mean) otherwise."""
-  from jaxdepth.data import tfds as tfds_data
-  norm = config.data.get("normalization", "dataset")
-  if config.dataset not in tfds_data.KNOWN_TFDS or norm not in ("dataset", "reference"):
-    return 0.0
-  return tfds_data.pad_value(config.dataset, norm)
-
-
-def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
-  """Jitted functions for all runs of one (depth, width). Inputs sharded on the run
-  axis (see run_sharding) make jit split the independent runs over devices."""
+def build_program(config, ds: data.Dataset, depth: int, width: int,
+                  place: devices.Placement | None = None) -> Program:
+  """Jitted functions for all runs of one (depth, width), on ``place``'s padded run
+  axis. Inputs sharded on that axis make jit split the independent runs over devices."""
+  place = place or devices.Placement(len(run_grid(config)), enabled=False)
   network = nets.build(model_cfg(config, depth, width), ds.x_train.shape[1:],
                        ds.num_classes)
   spe = ds.x_train.shape[0] // config.batch_size
-  tx = make_optimizer(config, spe)
+  tx = sgd.make_optimizer(config, spe)
   augment_fn = None
   if config.augment:
-    augment_fn = augment.make_augment(tuple(config.augment), fill=augment_fill(config))
+    augment_fn = augment.make_augment(tuple(config.augment), fill=data.augment_fill(config))
   y_clean = jnp.asarray(ds.y_train)
-  noise_R = jnp.asarray([r["label_noise"] for r in run_grid(config)], jnp.float32)
+  noise_R = place.pad(np.asarray([r["label_noise"] for r in run_grid(config)], np.float32))
 
   def init_run(keys: RunKeys, p):
     labels, chosen = data.corrupt_labels(keys.noise, y_clean, p, ds.num_classes,
                                          config.noise_mode)
-    return init_state(network, tx, keys.init), labels, chosen
+    return sgd.init_state(network, tx, keys.init), labels, chosen
 
   init_runs = jax.jit(jax.vmap(init_run))
   init_all = lambda keys: init_runs(keys, noise_R)  # noqa: E731
-  epoch_fn = make_epoch(network, tx, config.batch_size, spe, augment_fn)
+  epoch_fn = sgd.make_epoch(network, tx, config.batch_size, spe, augment_fn)
   epoch_all = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, None, None)),
                       donate_argnums=0)
-  train_b = analysis.batch_pad(ds.x_train, ds.y_train, config.analysis_batch)
-  test_b = analysis.batch_pad(ds.x_test, ds.y_test, config.analysis_batch)
+  train_b = place.shared(analysis.batch_pad(ds.x_train, ds.y_train, config.analysis_batch))
+  test_b = place.shared(analysis.batch_pad(ds.x_test, ds.y_test, config.analysis_batch))
   # Keep every layer's embeddings of both splits for all runs when they fit in
   # ANALYSIS_CACHE_BYTES (one forward per evaluation); otherwise stream twice.
   out = jax.eval_shape(lambda v, x: network.apply(v, x), jax.eval_shape(
       network.init, jax.random.key(0)), jnp.zeros((1, *ds.x_train.shape[1:])))
   per_example = sum(g.size for g in out[1]) * 4
-  n_runs = len(config.label_noise) * config.num_seeds
-  cache = n_runs * per_example * (len(ds.x_train) + len(ds.x_test)) <= ANALYSIS_CACHE_BYTES
+  per_device = place.padded_runs // place.num_devices
+  cache = (per_device * per_example * (len(ds.x_train) + len(ds.x_test))
+           <= ANALYSIS_CACHE_BYTES)
   analyzer = analysis.make_analyzer(network, ds.num_classes, tuple(config.eps),
                                     config.rank_samples, cache=cache)
 
@@ -284,75 +185,75 @@ def build_program(config, ds: data.Dataset, depth: int, width: int) -> Program:
 
   analyze_jit = jax.jit(jax.vmap(analyze_run, in_axes=(0, 0, 0, None, None)))
   analyze_all = lambda s, y, c: analysis.finalize(  # noqa: E731
-      analyze_jit(s, y, c, train_b, test_b))
+      place.gather(analyze_jit(s, y, c, train_b, test_b)))
   return Program(network, init_all, epoch_all, analyze_all, spe)
 
 
 # ------------------------------------------------------------------------------ driver
-def _tree_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim)))
-            for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating)]
-  return jnp.all(jnp.stack(leaves), axis=0)
+def placement(config, num_runs: int) -> devices.Placement:
+  return devices.Placement(num_runs, enabled=config.shard_runs)
 
 
 def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
-                metrics: writers.JsonlWriter | None, tag: str, bar=None):
-  """Train (or resume) all runs of one (depth, width); returns final metrics (host)."""
+                stream=None, tag: str = "", bar=None):
+  """Train (or resume) all runs of one (depth, width); returns final metrics (host).
+
+  ``stream``: where evaluation records go (``metrics.MetricsLog.stream``), or None.
+  """
   grid = run_grid(config)
-  shard = run_sharding(len(grid), config.shard_runs)
-  prog = build_program(config, ds, depth, width)
-  keys = make_keys(config.seed, grid)
-  state, labels, chosen = prog.init(keys)
-  x_train = jnp.asarray(ds.x_train)
-  if shard is not None:  # the run axis over devices, the data replicated.
-    # (Initialising from sharded keys hung the later analysis on simulated CPU
-    # devices in jax 0.10.2; initialising first, then placing, does not.)
-    state, labels, chosen, keys = jax.device_put((state, labels, chosen, keys), shard[0])
-    x_train = jax.device_put(x_train, shard[1])
+  place = placement(config, len(grid))
+  prog = build_program(config, ds, depth, width, place)
+  keys = place.pad(make_keys(config.seed, grid))
+  # Initialised on one device, then placed: every process computes the same full
+  # initial state and keeps its own shards.
+  state, labels, chosen = place.runs(prog.init(keys))
+  keys = place.runs(keys)
+  x_train = place.shared(jnp.asarray(ds.x_train))
   ck = ckpt.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
                          subdir=os.path.join("checkpoints", tag))
+  # Checkpoints hold the real runs only, as host arrays: a run resumes on any number
+  # of devices (or processes), and readers need no model code.
   start = 0
-  restored = ck.restore(target={"state": state, "labels": labels, "corrupted": chosen})
+  restored = ck.restore(target=place.gather(
+      {"state": state, "labels": labels, "corrupted": chosen}))
   if restored is not None:
-    step, tree, meta = restored
-    state, labels, chosen = tree["state"], tree["labels"], tree["corrupted"]
+    _, tree, meta = restored
+    state, labels, chosen = place.runs((tree["state"], tree["labels"], tree["corrupted"]))
     start = int(meta["epoch"])
   if bar is not None:
     bar.update(start * prog.steps_per_epoch)
   meta_base = {"config": writers.config_to_dict(config), "depth": depth, "width": width,
                "runs": grid, "steps_per_epoch": prog.steps_per_epoch,
-               "num_corrupted": np.asarray(chosen.sum(1)).tolist()}
+               "num_corrupted": place.gather(chosen.sum(1)).tolist()}
+  monitor = report.DivergenceMonitor(grid, where=f"d={depth} w={width}")
+  result = {}
 
-  def evaluate(epoch):
+  def evaluate(state, epoch):
     out = prog.analyze(state, labels, chosen)
-    out["diverged"] = ~np.asarray(_tree_finite(state.params))
-    if metrics is not None:
-      metrics.write({"step": epoch * prog.steps_per_epoch, "epoch": epoch, "depth": depth,
-                     "width": width, **out})
-    return out
+    out["diverged"] = place.gather(~sgd.tree_finite(state.params))
+    monitor.update(out["diverged"], f"epoch {epoch}")
+    if stream is not None:
+      stream.write({"step": epoch * prog.steps_per_epoch, "epoch": epoch, "depth": depth,
+                    "width": width, **out})
+    result["out"] = out
 
-  pending = None
-  out = None
-  for epoch in range(start, config.epochs):
-    state, loss = prog.epoch(state, labels, keys, epoch, x_train)
-    if pending is not None and bar is not None:  # fetch the previous epoch's loss
-      prev = np.asarray(jax.device_get(pending))
-      finite = prev[np.isfinite(prev)]  # diverged runs are NaN; all diverged: say so
-      bar.set_postfix(loss=f"{finite.mean():.4f}" if finite.size else "diverged")
-    pending = loss
-    if bar is not None:
-      bar.update(prog.steps_per_epoch)
-    done = epoch + 1
-    if done % config.eval_every == 0 or done == config.epochs:
-      out = evaluate(done)
-    if done % config.checkpoint_every == 0 or done == config.epochs:
-      ck.save(done * prog.steps_per_epoch,
-              {"state": state, "labels": labels, "corrupted": chosen},
-              {**meta_base, "epoch": done, "step": done * prog.steps_per_epoch})
-  if out is None:  # already complete: analyse the restored final state
-    out = evaluate(config.epochs)
+  def save(state, epoch):
+    ck.save(epoch * prog.steps_per_epoch,
+            place.gather({"state": state, "labels": labels, "corrupted": chosen}),
+            {**meta_base, "epoch": epoch, "step": epoch * prog.steps_per_epoch})
+
+  def segment(state, epoch):
+    return prog.epoch(state, labels, keys, epoch, x_train)
+
+  state, _ = loop.run(state, segment, start=start, total=config.epochs, bar=bar,
+                      steps_per_segment=prog.steps_per_epoch,
+                      on_output=loop.loss_postfix(bar), fetch=place.gather,
+                      hooks=[loop.Hook(config.eval_every, evaluate),
+                             loop.Hook(config.checkpoint_every, save)])
+  if "out" not in result:  # already complete: analyse the restored final state
+    evaluate(state, config.epochs)
   ck.close()
-  return grid, out, prog.network
+  return grid, result["out"], prog.network
 
 
 def summarize(config, results) -> dict:
@@ -407,8 +308,7 @@ def run(config, workdir: str) -> dict:
             f"batch_size {config.batch_size} is larger than the training set "
             f"({ds.x_train.shape[0]} examples)")
   os.makedirs(workdir, exist_ok=True)
-  last = _last_logged_step(workdir)  # a resumed run does not log a step twice
-  metrics = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  log = metrics.MetricsLog(workdir, ("depth", "width"))  # a resumed run logs no step twice
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size
   bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
@@ -419,7 +319,7 @@ def run(config, workdir: str) -> dict:
     bar.set_description(f"train d={depth} w={width}")
     tag = f"d{depth}_w{width}"
     grid, out, network = train_shape(config, ds, depth, width, workdir,
-                                     _Dedup(metrics, last, depth, width), tag, bar)
+                                     log.stream(depth=depth, width=width), tag, bar)
     results.append((depth, width, grid, out, network))
   bar.close()
   summary = summarize(config, results)
@@ -430,25 +330,3 @@ def run(config, workdir: str) -> dict:
     from jaxdepth.papers.minimal_depth import figures
     figures.collapse_figures(summary, os.path.join(workdir, "figures"))
   return summary
-
-
-def _last_logged_step(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return None
-  seen: dict = {}
-  for r in writers.read_jsonl(path):
-    key = (r.get("depth"), r.get("width"))
-    seen[key] = max(seen.get(key, -1), r.get("step", -1))
-  return seen
-
-
-class _Dedup:
-  """Skips metric records a resumed run has already logged (same shape and step)."""
-
-  def __init__(self, writer, last: dict | None, depth: int, width: int):
-    self.writer, self.limit = writer, (last or {}).get((depth, width), -1)
-
-  def write(self, record):
-    if record["step"] > self.limit:
-      self.writer.write(record)

@@ -1,0 +1,145 @@
+"""Where the runs of a sweep live: one CPU device per core, a mesh over every device of
+every process, padded run axes, placement and gathering.
+
+Every experiment's runs are one leading axis R of its arrays. :class:`Placement`
+shards that axis over all devices (of all JAX processes, see ``distributed.py``):
+R is padded to a multiple of the device count with copies of the last run, which
+are computed but never reach an output (:meth:`Placement.gather` drops them).
+Each run is computed by the same per-run program whatever the device count, so
+results do not depend on it (tests/devices_test.py checks 1, 2 and 4 devices).
+
+XLA:CPU runs one program on one core; ``use_cpu_cores()`` (called by the CLI before
+jax starts a backend; one line in a notebook) gives XLA one CPU device per core so
+that the sharded run axis keeps every core busy.
+
+  import jaxdepth; jaxdepth.use_cpu_cores()   # before the first jax computation
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def cpu_count() -> int:
+  """Cores this process may use (affinity mask where the OS has one)."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:  # macOS
+    return max(1, os.cpu_count() or 1)
+
+
+def backend_started() -> bool:
+  """True once jax has initialized a backend (device counts can no longer change)."""
+  from jax._src import xla_bridge
+  return bool(getattr(xla_bridge, "_backends", {}))
+
+
+def use_cpu_cores(n: int | None = None) -> int:
+  """Give XLA ``n`` CPU devices (default: one per core) and return the count in use.
+
+  Only CPU is affected: a GPU/TPU backend keeps its own devices. Must run before
+  jax's first computation; afterwards (a notebook that already used jax) the current
+  count is returned unchanged and a warning says so.
+  """
+  n = cpu_count() if n is None else int(n)
+  if n < 1:
+    raise ValueError(f"device count must be >= 1, got {n}")
+  if backend_started():
+    have = len(jax.devices("cpu"))
+    if have != n:
+      import warnings
+      warnings.warn(f"jax already started with {have} CPU device(s); restart the "
+                    f"process (or call use_cpu_cores first) to use {n}", stacklevel=2)
+    return have
+  jax.config.update("jax_num_cpu_devices", n)
+  return n
+
+
+def padded(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+def pad_runs(tree: Any, num: int) -> Any:
+  """Pad every leaf's leading (run) axis to ``num`` with copies of the last run."""
+
+  def pad(a):
+    extra = num - a.shape[0]
+    if extra <= 0:
+      return a
+    xp = np if isinstance(a, np.ndarray) else jax.numpy
+    return xp.concatenate([a, xp.repeat(a[-1:], extra, axis=0)], axis=0)
+
+  return jax.tree.map(pad, tree)
+
+
+class Placement:
+  """The run axis of one program sharded over ``devices`` (default: all, every process).
+
+  ``num_runs`` real runs become ``padded_runs`` (a multiple of the device count);
+  :meth:`runs` places a run-major tree, :meth:`shared` replicates data every run
+  reads, :meth:`gather` brings a run-major result to the host without the padding.
+  With one device nothing is sharded and arrays stay where jax put them.
+  """
+
+  def __init__(self, num_runs: int, devices: list | None = None, enabled: bool = True):
+    devs = list(jax.devices()) if devices is None else list(devices)
+    if not enabled:
+      devs = devs[:1] if jax.process_count() == 1 else devs
+    self.devices = devs
+    self.num_runs = num_runs
+    self.padded_runs = padded(num_runs, len(devs))
+    self.multi_process = jax.process_count() > 1
+    self.sharded = len(devs) > 1
+    if self.sharded:
+      from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+      self.mesh = Mesh(np.asarray(devs), ("runs",), axis_types=(AxisType.Auto,))
+      self.run_sharding = NamedSharding(self.mesh, P("runs"))
+      self.replicated = NamedSharding(self.mesh, P())
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  def pad(self, tree: Any) -> Any:
+    return pad_runs(tree, self.padded_runs)
+
+  def _put(self, tree: Any, sharding) -> Any:
+    def put(a):
+      if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(a)
+        raw = put(jax.random.key_data(a))
+        return jax.random.wrap_key_data(raw, impl=impl)
+      host = np.asarray(a)  # every process holds the full value; each takes its shards
+      return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(put, tree)
+
+  def runs(self, tree: Any) -> Any:
+    """Pad a run-major tree and shard it on the run axis."""
+    tree = self.pad(tree)
+    return self._put(tree, self.run_sharding) if self.sharded else tree
+
+  def shared(self, tree: Any) -> Any:
+    """Replicate a tree every run reads (data, targets) over the devices."""
+    return self._put(tree, self.replicated) if self.sharded else tree
+
+  def gather(self, tree: Any, pad: bool = False) -> Any:
+    """Run-major result -> host numpy of the real runs (``pad=True`` keeps padding).
+
+    In a multi-process job every process receives the whole result.
+    """
+    if self.multi_process:
+      from jax.experimental import multihost_utils
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    else:
+      tree = jax.device_get(tree)
+
+    def cut(a):
+      a = np.asarray(a)
+      return a if pad or a.ndim == 0 else a[: self.num_runs]
+
+    return jax.tree.map(cut, tree)

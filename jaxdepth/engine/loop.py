@@ -1,0 +1,75 @@
+"""The loop every experiment runs: compiled segments, hooks at a cadence, early stop.
+
+An experiment supplies one jitted, donated *segment* over all its runs (an SGD epoch,
+a block of full-batch GD steps) and hooks (evaluate, checkpoint) that run every
+``period`` segments and after the last one. The segment's own outputs (a loss per
+run, logged records) are fetched one segment late, after the next segment has been
+dispatched, so the host never stalls the device (nanodo's pattern).
+
+  state, done = loop.run(state, segment, start=0, total=epochs, bar=bar,
+                         steps_per_segment=spe, hooks=[Hook(eval_every, evaluate),
+                                                       Hook(ckpt_every, save)])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+
+
+class Hook(NamedTuple):
+  """``fn(state, done)`` after every ``period``-th segment and after the last."""
+  period: int
+  fn: Callable[[Any, int], Any]
+
+
+def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, start: int, total: int,
+        hooks: tuple[Hook, ...] | list[Hook] = (), bar=None, steps_per_segment: int = 1,
+        on_output: Callable[[Any], None] | None = None,
+        stop: Callable[[Any], bool] | None = None,
+        fetch: Callable[[Any], Any] | None = None) -> tuple[Any, int]:
+  """Run segments ``start .. total-1``; returns (state, segments completed).
+
+  Args:
+    segment: ``(state, index) -> (state, output)``; ``output`` may be None.
+    hooks: called in order after a segment whose count is a multiple of the period,
+      and after the last segment (also when ``stop`` ends the loop early).
+    on_output: receives each segment's output as host numpy, one segment late, and
+      the last one at the end.
+    stop: ``state -> bool`` checked after each segment (e.g. every run frozen).
+    fetch: brings an output to the host (default ``jax.device_get``; a sharded
+      experiment passes ``Placement.gather``, which also drops padded runs).
+  """
+  fetch = fetch or (lambda t: jax.tree.map(np.asarray, jax.device_get(t)))
+  pending, done = None, start
+  for i in range(start, total):
+    state, out = segment(state, i)
+    if pending is not None and on_output is not None:
+      on_output(fetch(pending))
+    pending = out
+    if bar is not None:
+      bar.update(steps_per_segment)
+    done = i + 1
+    last = done == total or (stop is not None and stop(state))
+    for h in hooks:
+      if last or done % h.period == 0:
+        h.fn(state, done)
+    if last:
+      break
+  if pending is not None and on_output is not None:
+    on_output(fetch(pending))
+  return state, done
+
+
+def loss_postfix(bar) -> Callable[[Any], None]:
+  """An ``on_output`` that shows the mean finite loss of the runs on a progress bar."""
+
+  def show(loss_R):
+    if bar is None:
+      return
+    finite = np.asarray(loss_R)[np.isfinite(loss_R)]
+    bar.set_postfix(loss=f"{finite.mean():.4f}" if finite.size else "diverged")
+
+  return show
