@@ -43,3 +43,9 @@ def save(fig, path: str) -> str:
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def legend(ax, **kwargs) -> None:
+  """A legend only when something is labelled (an all-diverged panel has nothing)."""
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(**kwargs)

@@ -98,3 +98,34 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   out = [line(headers), line(["-" * w for w in widths])]
   out += [line(r) for r in rows]
   return "\n".join(x.rstrip() for x in out)
+
+
+GRID_KEYS = ("model", "method", "expansion", "depth", "width", "init_scale", "label_noise",
+             "variant")
+SKIP = {"seed", "lr", "stop_step", "wall_s_per_depth", "wall_s", "run", "noise_index"}
+
+
+def scalar_runs_table(runs: Sequence[dict], headline: Sequence[str] | None = None,
+                      max_columns: int = 5) -> str | None:
+  """Generic final table: one row per grid point (the GRID_KEYS present), mean ± std
+  over the non-diverged seeds of ``headline`` fields (default: the scalar numbers)."""
+  if not runs:
+    return None
+  keys = [k for k in GRID_KEYS if k in runs[0] and not isinstance(runs[0][k], list)]
+  if headline is None:
+    headline = [k for k, v in runs[0].items()
+                if k not in SKIP and k not in keys and isinstance(v, (int, float))
+                and not isinstance(v, bool)][:max_columns]
+  cols = {h: (lambda recs, h=h: spread([r.get(h) for r in ok(recs)])) for h in headline}
+  return table(*grouped(runs, keys, cols))
+
+
+def summary_report(summary: dict, headline: Sequence[str] | None = None) -> str | None:
+  """The table a finished run prints: runs grouped by grid point, or the checks."""
+  if isinstance(summary.get("runs"), list) and summary["runs"] and \
+     isinstance(summary["runs"][0], dict):
+    return scalar_runs_table(summary["runs"], headline)
+  checks = summary.get("checks")
+  if isinstance(checks, dict) and checks:
+    return table(["check", "value"], [[k, _fmt(v)] for k, v in checks.items()])
+  return None

@@ -36,13 +36,18 @@ def per_layer_figure(runs, path: str, title: str) -> str:
   """Per-layer panels plus effective depth vs noise for one (depth, width)."""
   fig, axes = plotting.subplots(len(PANELS) + 1, ncols=3)
   by_noise = _group(_ok(runs), "label_noise")
+  if not by_noise:  # every run diverged: say so instead of empty panels
+    for ax in axes:
+      ax.text(0.5, 0.5, "all runs diverged", ha="center", transform=ax.transAxes)
+    fig.suptitle(title)
+    return plotting.save(fig, path)
   for ax, (key, label, log) in zip(axes, PANELS):
     for (p,), rs in by_noise.items():
       y = np.array([r[key] for r in rs], dtype=float)
       plotting.mean_band(ax, np.arange(1, y.shape[1] + 1), y, label=f"p={p:g}", log=log)
     ax.set_xlabel("layer")
     ax.set_title(label)
-  axes[0].legend(fontsize=8)
+  plotting.legend(axes[0], fontsize=8)
   ax = axes[-1]
   noise = [p for (p,) in by_noise]
   for e in runs[0]["effective_depth"]:
@@ -52,7 +57,7 @@ def per_layer_figure(runs, path: str, title: str) -> str:
   ax.axhline(runs[0]["depth"], color="k", ls=":", lw=1)
   ax.set_xlabel("label noise p")
   ax.set_title("effective depth")
-  ax.legend(fontsize=8)
+  plotting.legend(ax, fontsize=8)
   fig.suptitle(title)
   return plotting.save(fig, path)
 
@@ -75,7 +80,7 @@ def sweep_figure(runs, key: str, path: str, eps: str, title: str) -> str:
   axes[1].set_title("NCC train accuracy, top layer")
   for ax in axes:
     ax.set_xlabel(key)
-    ax.legend(fontsize=8)
+    plotting.legend(ax, fontsize=8)
   fig.suptitle(title)
   return plotting.save(fig, path)
 
@@ -95,7 +100,7 @@ def layers_by_figure(runs, key: str, path: str, title: str) -> str:
       plotting.mean_band(ax, np.arange(1, y.shape[1] + 1), y, label=f"{key} {v}", log=log)
     ax.set_xlabel("layer")
     ax.set_title(label)
-  axes[0].legend(fontsize=7)
+  plotting.legend(axes[0], fontsize=7)
   fig.suptitle(f"{title} (p={p0:g})")
   return plotting.save(fig, path)
 
@@ -127,7 +132,7 @@ def noise_figure(runs, path: str, title: str, eps_list) -> str:
   axes[3].set_title("test accuracy (network)")
   for ax in axes:
     ax.set_xlabel("fraction of corrupted labels p")
-    ax.legend(fontsize=7)
+    plotting.legend(ax, fontsize=7)
   fig.suptitle(title)
   return plotting.save(fig, path)
 
@@ -145,7 +150,7 @@ def bound_figure(summary: dict, path: str) -> str:
                        label=f"S1+S2~, p={p:g}")
   axes[0].set_xlabel("layer")
   axes[0].set_title("NCC train accuracy")
-  axes[0].legend(fontsize=7)
+  plotting.legend(axes[0], fontsize=7)
   for e in summary["eps"]:
     rows = [r for r in summary["table"] if r["eps"] == e and r["alpha"] == summary["alpha"][0]]
     ps = [r["p"] for r in rows]
@@ -155,7 +160,7 @@ def bound_figure(summary: dict, path: str) -> str:
                     label=f"mean D_k, eps={e}")
   axes[1].set_xlabel("p")
   axes[1].set_title("effective depths")
-  axes[1].legend(fontsize=7)
+  plotting.legend(axes[1], fontsize=7)
   fig.suptitle(f"{summary['dataset']}: bound experiment, m={summary['m']}")
   return plotting.save(fig, path)
 

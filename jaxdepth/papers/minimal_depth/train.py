@@ -20,7 +20,8 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import devices, loop, metrics, report, sgd, writers
+from jaxdepth.engine import devices, loop, metrics, sgd, writers
+from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import ckpt
 from jaxdepth.engine import validate as V
 from jaxdepth.engine.sgd import RunKeys, TrainState
@@ -225,7 +226,7 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   meta_base = {"config": writers.config_to_dict(config), "depth": depth, "width": width,
                "runs": grid, "steps_per_epoch": prog.steps_per_epoch,
                "num_corrupted": place.gather(chosen.sum(1)).tolist()}
-  monitor = report.DivergenceMonitor(grid, where=f"d={depth} w={width}")
+  monitor = report_lib.DivergenceMonitor(grid, where=f"d={depth} w={width}")
   result = {}
 
   def evaluate(state, epoch):
@@ -330,3 +331,26 @@ def run(config, workdir: str) -> dict:
     from jaxdepth.papers.minimal_depth import figures
     figures.collapse_figures(summary, os.path.join(workdir, "figures"))
   return summary
+
+
+def report(summary: dict) -> str:
+  """Final table: per (depth, width, p), over seeds: network test accuracy, top-layer
+  NCC test accuracy and the eps-effective depth (mean ± std over the runs that reached
+  it; runs that never did are counted, never averaged in)."""
+  eps = [str(e) for e in summary["eps"]]
+
+  def depth_col(e):
+    def f(recs):
+      good = report_lib.ok(recs)
+      reached = [r["effective_depth"][e] for r in good if r["reached"][e]]
+      text = report_lib.spread(reached, 2)
+      return text if len(reached) == len(good) else f"{text} ({len(reached)}/{len(good)})"
+    return f
+
+  cols = {"test acc": lambda recs: report_lib.spread([r["test_acc"] for r in
+                                                       report_lib.ok(recs)]),
+          "NCC test (top)": lambda recs: report_lib.spread(
+              [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])}
+  cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
+  keys = [k for k in ("depth", "width") if len({r[k] for r in summary["runs"]}) > 1]
+  return report_lib.table(*report_lib.grouped(summary["runs"], keys + ["label_noise"], cols))
