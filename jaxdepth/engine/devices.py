@@ -42,19 +42,24 @@ def use_cpu_cores(n: int | None = None) -> int:
   """Give XLA ``n`` CPU devices (default: one per core) and return the count in use.
 
   Only CPU is affected: a GPU/TPU backend keeps its own devices. Must run before
-  jax's first computation; afterwards (a notebook that already used jax) the current
-  count is returned unchanged and a warning says so.
+  jax's first computation. A count the user already chose (``jax_num_cpu_devices``,
+  or ``--xla_force_host_platform_device_count`` in XLA_FLAGS) wins over the default;
+  an explicit ``n`` after jax started warns that a restart is needed.
   """
-  n = cpu_count() if n is None else int(n)
-  if n < 1:
+  if n is not None and int(n) < 1:
     raise ValueError(f"device count must be >= 1, got {n}")
   if backend_started():
     have = len(jax.devices("cpu"))
-    if have != n:
+    if n is not None and have != int(n):
       import warnings
       warnings.warn(f"jax already started with {have} CPU device(s); restart the "
                     f"process (or call use_cpu_cores first) to use {n}", stacklevel=2)
     return have
+  user_set = (jax.config.jax_num_cpu_devices > 0
+              or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""))
+  if n is None and user_set:
+    return len(jax.devices("cpu"))
+  n = cpu_count() if n is None else int(n)
   jax.config.update("jax_num_cpu_devices", n)
   return n
 

@@ -30,6 +30,11 @@ EXPERIMENTS = {
 }
 
 
+# Experiments whose run grid spans several JAX processes (the others refuse a
+# multi-process job with a one-line error).
+MULTI_PROCESS = ("collapse",)
+
+
 def get(name: str):
   from jaxdepth.engine.validate import ConfigError
   if name not in EXPERIMENTS:

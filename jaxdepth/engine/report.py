@@ -22,8 +22,9 @@ class DivergenceMonitor:
   """
 
   def __init__(self, grid: Sequence[dict], where: str = "", point_fields=("label_noise",),
-               stream=None):
+               stream=None, enabled: bool = True):
     self.grid, self.where, self.point_fields = list(grid), where, tuple(point_fields)
+    self.enabled = enabled
     self.seen = np.zeros(len(self.grid), bool)
     self.stream = stream
 
@@ -45,7 +46,8 @@ class DivergenceMonitor:
     where = f"{self.where}: " if self.where else ""
     line = (f"jaxdepth: warning: {where}{int(new.sum())} of {len(self.grid)} runs diverged "
             f"at {at}: {'; '.join(parts)}; {reason}")
-    print(line, file=self.stream or sys.stderr, flush=True)
+    if self.enabled:
+      print(line, file=self.stream or sys.stderr, flush=True)
     return line
 
 

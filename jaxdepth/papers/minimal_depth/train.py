@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import devices, loop, metrics, sgd, writers
+from jaxdepth.engine import devices, distributed, loop, metrics, sgd, writers
 from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import ckpt
 from jaxdepth.engine import validate as V
@@ -226,7 +226,8 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   meta_base = {"config": writers.config_to_dict(config), "depth": depth, "width": width,
                "runs": grid, "steps_per_epoch": prog.steps_per_epoch,
                "num_corrupted": place.gather(chosen.sum(1)).tolist()}
-  monitor = report_lib.DivergenceMonitor(grid, where=f"d={depth} w={width}")
+  monitor = report_lib.DivergenceMonitor(grid, where=f"d={depth} w={width}",
+                                         enabled=distributed.is_primary())
   result = {}
 
   def evaluate(state, epoch):
@@ -308,12 +309,14 @@ def run(config, workdir: str) -> dict:
   V.require(config.batch_size <= ds.x_train.shape[0], "batch_size",
             f"batch_size {config.batch_size} is larger than the training set "
             f"({ds.x_train.shape[0]} examples)")
+  primary = distributed.is_primary()  # in a multi-process job, process 0 writes
   os.makedirs(workdir, exist_ok=True)
-  log = metrics.MetricsLog(workdir, ("depth", "width"))  # a resumed run logs no step twice
+  log = metrics.MetricsLog(workdir, ("depth", "width"),  # a resumed run logs no step twice
+                           enabled=primary)
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size
   bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
-                         enabled=config.progress)
+                         enabled=config.progress and primary)
   results = []
   t0 = time.time()
   for depth, width in shapes_:
@@ -325,6 +328,8 @@ def run(config, workdir: str) -> dict:
   bar.close()
   summary = summarize(config, results)
   summary["wall_time_s"] = time.time() - t0
+  if not primary:
+    return summary
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
   writers.write_csv(os.path.join(workdir, "layers.csv"), layer_rows(summary))
   if config.plots:
