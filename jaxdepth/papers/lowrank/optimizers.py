@@ -16,8 +16,8 @@ import os
 import jax
 import numpy as np
 
+from jaxdepth.engine import devices, writers
 from jaxdepth.engine import validate as V
-from jaxdepth.engine import writers
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.lowrank import regression as reg
 
@@ -70,7 +70,8 @@ def fit_depth(config, method: str, depth: int, problems: common.Regression, keys
     w = common.end_to_end(f)
     return w, loss_T[-1], common.mse(w, prob.x_test, prob.y_test)
 
-  return [np.asarray(a) for a in jax.jit(jax.vmap(one))(keys, problems)]
+  place = devices.Placement(len(keys))  # the seed axis over every device (padded)
+  return list(place.gather(jax.jit(jax.vmap(one))(*place.runs((keys, problems)))))
 
 
 def run(config, workdir: str) -> dict:

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdepth.engine import devices, writers
 from jaxdepth.engine import validate as V
-from jaxdepth.engine import writers
 from jaxdepth.papers.lowrank import common
 
 FIELDS = ("experiment", "dim", "targets", "target_rank", "n_train", "n_test", "depths",
@@ -69,8 +69,9 @@ def train_depth(depth: int, problems: common.Regression, keys, low_rank_R, lr: f
     w = common.end_to_end(f)
     return common.end_to_end(f0), w, loss_T, common.mse(w, prob.x_test, prob.y_test)
 
-  out = jax.jit(jax.vmap(one))(keys, problems, low_rank_R)
-  return [np.asarray(a) for a in out]
+  place = devices.Placement(len(keys))  # the run axis over every device (padded)
+  return list(place.gather(jax.jit(jax.vmap(one))(*place.runs((keys, problems,
+                                                                low_rank_R)))))
 
 
 def make_problems(config):
