@@ -1,16 +1,74 @@
-"""jaxdepth: the implicit bias of depth, measured in JAX."""
+"""jaxdepth: the implicit bias of depth, measured in JAX.
 
-import os as _os
-import sys as _sys
+The public API for notebooks (imported lazily: ``import jaxdepth`` loads no jax and
+changes neither XLA_FLAGS nor jax's config):
+
+  import jaxdepth
+  jaxdepth.use_cpu_cores()                  # CPU: one XLA device per core (call first)
+  net = jaxdepth.build_network({"family": "mlp", "depth": 8, "width": 64}, (40,), 10)
+  summary = jaxdepth.run("configs/tiny.py", "runs/tiny", epochs=8)   # any experiment
+  m = jaxdepth.per_layer([h1, h2], y, 10)   # NCC, CDNV, rank of any embeddings
+
+Packages: ``engine`` (sweep loop, devices, processes, checkpoints, writers, reports),
+``nets``, ``data``, ``measure`` and ``papers`` (minimal_depth, incremental, lowrank);
+docs/architecture.md describes how they fit.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-# XLA:CPU's multi-threaded Eigen pool can wedge (all threads idle, program never
-# finishes) on the vmapped scan/decomposition graphs jaxdepth compiles; seen here
-# with jax 0.10.2 on 2 cores, and reported upstream (PyAutoFit #1528). Running
-# Eigen single-threaded avoids it. CPU-only flag (no effect on GPU/TPU); only
-# applied if jax has not been imported yet; JAXDEPTH_EIGEN_THREADS=1 opts out.
-_FLAG = "--xla_cpu_multi_thread_eigen=false"
-if ("jax" not in _sys.modules and _os.environ.get("JAXDEPTH_EIGEN_THREADS") != "1"
-    and "xla_cpu_multi_thread_eigen" not in _os.environ.get("XLA_FLAGS", "")):
-  _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+# name -> (module, attribute)
+_API = {
+    "use_cpu_cores": ("jaxdepth.engine.devices", "use_cpu_cores"),
+    "build_network": ("jaxdepth.nets", "build"),
+    "mlp": ("jaxdepth.nets", "mlp"),
+    "load_dataset": ("jaxdepth.data", "load"),
+    "corrupt_labels": ("jaxdepth.data", "corrupt_labels"),
+    "per_layer": ("jaxdepth.measure", "per_layer"),
+    "ncc_accuracy": ("jaxdepth.measure.collapse", "ncc_accuracy"),
+    "class_means": ("jaxdepth.measure.collapse", "class_means"),
+    "cdnv": ("jaxdepth.measure.collapse", "cdnv"),
+    "effective_depth": ("jaxdepth.measure.collapse", "effective_depth"),
+    "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
+    "load_config": ("jaxdepth.cli", "load_config"),
+    "experiments": ("jaxdepth.engine.registry", "EXPERIMENTS"),
+}
+__all__ = ["run", "__version__", *_API]
+
+
+def run(config, workdir: str, **overrides):
+  """Run any experiment (a config file path ``"configs/x.py[:arg]"`` or a ConfigDict)
+  into ``workdir``, as ``jaxdepth train`` does; returns its summary dict.
+
+  ``overrides`` set config fields (``epochs=8``, ``**{"data.num_train": 512}``).
+  """
+  from jaxdepth.cli import load_config
+  from jaxdepth.engine import registry, writers
+  if isinstance(config, str):
+    config = load_config(config, [f"--config.{k}={v}" for k, v in overrides.items()])
+  else:
+    config = config.copy_and_resolve_references()
+    for k, v in overrides.items():
+      node = config
+      *parents, leaf = k.split(".")
+      for p in parents:
+        node = node[p]
+      node[leaf] = v
+  module = registry.get(config.get("experiment", "collapse"))
+  module.validate(config)
+  writers.prepare_workdir(workdir, config)
+  return module.run(config, workdir)
+
+
+def __getattr__(name: str):
+  if name in _API:
+    mod, attr = _API[name]
+    return getattr(importlib.import_module(mod), attr)
+  raise AttributeError(f"module 'jaxdepth' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(__all__)

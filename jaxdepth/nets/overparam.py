@@ -28,6 +28,12 @@ Everything is pure and jittable: ``init(key, spec) -> (params, batch_stats)``,
 ``collapse(spec, params, batch_stats) -> {"kernel", ["bias"]}`` and
 ``apply_plain(spec, plain, x)``. ``probe_collapse`` recovers the same plain layer by
 evaluating the (affine, eval-mode) block on one-hot inputs: the test oracle.
+
+Why this module is long (~750 lines): spec, init, apply and collapse of one expanded
+layer are one algorithm whose four parts must agree exactly (the collapse is checked
+against apply to float32 rounding for every spec option: groups, dilation, skips,
+BatchNorm); kept together, a change to one part is next to the others it must match.
+The whole-network drop-in (Site, expand_params, collapse_params) is the last 100 lines.
 """
 
 from __future__ import annotations

@@ -1,0 +1,66 @@
+"""Measurements on embeddings: NCC accuracy, CDNV, effective depth (collapse.py),
+effective rank (rank.py), and the streamed per-layer analyzer of a network
+(analysis.py, used by the trainers).
+
+``per_layer`` measures any list of embeddings, e.g. a notebook's own model:
+
+  from jaxdepth import measure
+  m = measure.per_layer([h1_train, h2_train], y_train, 10, test=([h1_test, h2_test], y_test))
+  m["ncc_train_acc"], m["cdnv_train"], m["effective_depth"][0.01]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdepth.measure import collapse, rank
+
+
+def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
+              eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int | None = 512
+              ) -> dict:
+  """Per-layer NCC accuracy, CDNV and effective rank of embeddings (one per layer).
+
+  Args:
+    train_feats: per layer, an (N, ...) array (flattened to (N, D_l)); class means
+      come from these with ``train_labels``.
+    test: optional (feats per layer, labels): NCC test accuracy uses the train means.
+    eps: thresholds of the eps-effective depth (first layer with NCC train error
+      <= eps; L + 1 when none).
+    rank_samples: rows of the Gram matrix for the effective rank (None: all).
+  Returns:
+    dict of numpy arrays over layers: ncc_train_acc, cdnv_train, rank_train (and the
+    test counterparts), and effective_depth {eps: int}.
+  """
+  y = jnp.asarray(train_labels)
+  out: dict = {k: [] for k in ("ncc_train_acc", "cdnv_train", "rank_train")}
+  if test is not None:
+    out.update(ncc_test_acc=[], cdnv_test=[], rank_test=[])
+  flat = lambda f: jnp.asarray(f, jnp.float32).reshape(f.shape[0], -1)  # noqa: E731
+  with jax.default_matmul_precision("highest"):
+    for li, f in enumerate(train_feats):
+      f = flat(f)
+      st = collapse.class_stats(f, y, num_classes)
+      means = jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None], 0.0)
+      out["ncc_train_acc"].append(collapse.ncc_accuracy(f, y, means, st.counts_C))
+      out["cdnv_train"].append(collapse.cdnv_from_stats(st.counts_C, st.means_CxD,
+                                                        st.m2_C).value)
+      out["rank_train"].append(rank.gram_entropy_rank64(np.asarray(f[:rank_samples])))
+      if test is not None:
+        ft, yt = flat(test[0][li]), jnp.asarray(test[1])
+        out["ncc_test_acc"].append(collapse.ncc_accuracy(ft, yt, means, st.counts_C))
+        out["cdnv_test"].append(collapse.cdnv(ft, yt, num_classes))
+        out["rank_test"].append(rank.gram_entropy_rank64(np.asarray(ft[:rank_samples])))
+  out = {k: np.asarray(v, np.float64) for k, v in out.items()}
+  # From integer error counts, as the trainer's analyzer: an error of exactly eps counts.
+  n = y.shape[0]
+  wrong_L = np.rint((1.0 - out["ncc_train_acc"]) * n)
+  out["effective_depth"] = {}
+  for e in eps:
+    ok_L = wrong_L <= np.floor(e * n + 1e-9)
+    out["effective_depth"][e] = int(np.argmax(ok_L) + 1) if ok_L.any() else len(ok_L) + 1
+  return out
