@@ -20,6 +20,11 @@ import numpy as np
 from jaxdepth.measure import collapse, rank
 
 
+def _rank(f) -> float:
+  f = np.asarray(f)
+  return float(rank.gram_entropy_rank64(f)) if np.isfinite(f).all() else float("nan")
+
+
 def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
               eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int | None = 512
               ) -> dict:
@@ -34,7 +39,8 @@ def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
     rank_samples: rows of the Gram matrix for the effective rank (None: all).
   Returns:
     dict of numpy arrays over layers: ncc_train_acc, cdnv_train, rank_train (and the
-    test counterparts), and effective_depth {eps: int}.
+    test counterparts; rank is NaN for non-finite embeddings), and effective_depth
+    {eps: int}.
   """
   y = jnp.asarray(train_labels)
   out: dict = {k: [] for k in ("ncc_train_acc", "cdnv_train", "rank_train")}
@@ -49,12 +55,12 @@ def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
       out["ncc_train_acc"].append(collapse.ncc_accuracy(f, y, means, st.counts_C))
       out["cdnv_train"].append(collapse.cdnv_from_stats(st.counts_C, st.means_CxD,
                                                         st.m2_C).value)
-      out["rank_train"].append(rank.gram_entropy_rank64(np.asarray(f[:rank_samples])))
+      out["rank_train"].append(_rank(f[:rank_samples]))
       if test is not None:
         ft, yt = flat(test[0][li]), jnp.asarray(test[1])
         out["ncc_test_acc"].append(collapse.ncc_accuracy(ft, yt, means, st.counts_C))
         out["cdnv_test"].append(collapse.cdnv(ft, yt, num_classes))
-        out["rank_test"].append(rank.gram_entropy_rank64(np.asarray(ft[:rank_samples])))
+        out["rank_test"].append(_rank(ft[:rank_samples]))
   out = {k: np.asarray(v, np.float64) for k, v in out.items()}
   # From integer error counts, as the trainer's analyzer: an error of exactly eps counts.
   n = y.shape[0]
