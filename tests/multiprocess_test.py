@@ -138,3 +138,20 @@ def test_cli_flag_error_exit_2(tmp_path):
   assert p.stderr.strip().splitlines()[-1] == (
       "jaxdepth: error: --process_id: must be in 0 .. 1 (--num_processes 2), got 5")
   assert not (tmp_path / "w").exists()
+
+
+def test_single_process_experiments_refuse_a_job(tmp_path):
+  port = _port()
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "jaxdepth", "train", "--config",
+       "configs/incremental/toy.py:tiny", "--workdir", str(tmp_path / "w"),
+       "--cpu_devices", "1", "--coordinator_address", f"127.0.0.1:{port}",
+       "--num_processes", "2", "--process_id", str(i)], cwd=ROOT, env=ENV,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  errs = [p.communicate(timeout=180)[1] for p in procs]
+  assert [p.returncode for p in procs] == [2, 2], errs
+  for e in errs:
+    assert e.strip().splitlines()[-1] == (
+        "jaxdepth: error: config.experiment: 'incremental.toy' runs in one process; "
+        "multi-process jobs run: collapse")
+  assert not (tmp_path / "w").exists()
