@@ -4,12 +4,16 @@
   jaxdepth bound --workdir runs/bound [--eps 0.01] [--alpha 0.1] [--p 0.1 0.2]
 
 Bad input (unknown field, value out of range, mismatched workdir) prints one line
-``jaxdepth: error: config.FIELD: ...`` and exits with status 2 before any compute.
+``jaxdepth: error: config.FIELD: ...`` and exits with status 2 before any compute;
+so does a workdir whose checkpoints are all unreadable. A failed write (disk full,
+permission) prints one line naming the path and errno and exits with status 1; the
+previous checkpoint is kept, so the same command resumes from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -44,20 +48,92 @@ def load_config(path: str, overrides: list[str]):
   return fv.config
 
 
+def start_jax(args) -> None:
+  """Devices and processes, before jax computes anything: one CPU device per core
+  (or ``--cpu_devices``), and the multi-process job when its flags are given."""
+  from jaxdepth.engine import devices, distributed
+  multi = distributed.check_flags(args.coordinator_address, args.num_processes,
+                                  args.process_id, args.distributed)
+  if args.cpu_devices is not None and args.cpu_devices < 1:
+    raise distributed.FlagError("cpu_devices", f"must be >= 1, got {args.cpu_devices}")
+  devices.use_cpu_cores(args.cpu_devices)
+  if multi:
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
+                           heartbeat_timeout=args.heartbeat_timeout)
+
+
 def _train(args, overrides) -> int:
-  from jaxdepth.engine import registry as experiments
+  from jaxdepth.engine import distributed, registry as experiments
   from jaxdepth.engine import writers
+  start_jax(args)
   config = load_config(args.config, overrides)
   name = config.get("experiment", "collapse")
   module = experiments.get(name)
   module.validate(config)
-  writers.prepare_workdir(args.workdir, config)
-  summary = module.run(config, args.workdir)
-  print(f"wrote {os.path.join(args.workdir, 'summary.json')}", file=sys.stderr)
+  if distributed.process_count() > 1:
+    if name not in experiments.MULTI_PROCESS:
+      raise ConfigError("experiment", f"{name!r} runs in one process; multi-process jobs "
+                        f"run: {', '.join(experiments.MULTI_PROCESS)}")
+    return _train_multi(args, config, module)
+  # Data preparation happens inside module.run: if the run stops on an error before
+  # it produced anything (missing dataset, batch_size vs dataset size), what this
+  # command created is removed again; a workdir holding a run is never touched.
+  before = writers.snapshot_workdir(args.workdir)
+  try:
+    writers.prepare_workdir(args.workdir, config)
+    summary = module.run(config, args.workdir)
+  except BaseException:
+    writers.remove_unstarted(args.workdir, before)
+    raise
+  if summary is not None:
+    print(final_report(module, summary, args.workdir), file=sys.stderr)
   if summary is not None and args.print_summary:
     import json
     print(json.dumps(writers.to_jsonable(summary), indent=1))
   return 0
+
+
+def _train_multi(args, config, module) -> int:
+  """Every process of the job: process 0 prepares the workdir and writes results."""
+  from jaxdepth.engine import distributed, writers
+  ok, err = True, None
+  if distributed.is_primary():
+    try:
+      writers.prepare_workdir(args.workdir, config)
+    except ConfigError as e:
+      ok, err = False, e
+  if not distributed.all_ok(ok):  # every process stops with process 0's reason
+    raise err or ConfigError("workdir", f"process 0 refused {args.workdir} (see its "
+                             "error)")
+  distributed.check_shared_workdir(args.workdir)
+  summary = module.run(config, args.workdir)
+  if summary is not None and distributed.is_primary():
+    print(final_report(module, summary, args.workdir), file=sys.stderr)
+  return 0
+
+
+def final_report(module, summary: dict, workdir: str) -> str:
+  """The headline table of a finished run and the paths of what it wrote."""
+  from jaxdepth.engine import report
+  text = (module.report(summary) if hasattr(module, "report")
+          else report.summary_report(summary))
+  lines = [text] if text else []
+  n_div = sum(bool(r.get("diverged")) for r in summary.get("runs", ())
+              if isinstance(r, dict))
+  if n_div:
+    lines.append(f"{n_div} of {len(summary['runs'])} runs diverged "
+                 "(flagged 'diverged' in summary.json; left out of means and figures)")
+  wrote = [p for p in ("summary.json", "layers.csv", "metrics.jsonl")
+           if os.path.exists(os.path.join(workdir, p))]
+  fig_dir = os.path.join(workdir, "figures")
+  figs = sorted(os.listdir(fig_dir)) if os.path.isdir(fig_dir) else []
+  figs += [f for f in sorted(os.listdir(workdir)) if f.endswith(".png")]
+  lines.append("wrote " + ", ".join(os.path.join(workdir, p) for p in wrote))
+  if figs:
+    lines.append("figures: " + ", ".join(
+        os.path.join(fig_dir if os.path.exists(os.path.join(fig_dir, f)) else workdir, f)
+        for f in figs))
+  return "\n".join(lines)
 
 
 def _bound(args, overrides) -> int:
@@ -78,6 +154,16 @@ def main(argv: list[str] | None = None) -> int:
   t.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
   t.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
   t.add_argument("--print_summary", action="store_true")
+  t.add_argument("--cpu_devices", type=int, default=None,
+                 help="XLA CPU devices (default: one per core); runs are sharded over them")
+  m = t.add_argument_group("many hosts (every process runs the same command)")
+  m.add_argument("--coordinator_address", default=None, help="HOST:PORT of process 0")
+  m.add_argument("--num_processes", type=int, default=None)
+  m.add_argument("--process_id", type=int, default=None)
+  m.add_argument("--distributed", action="store_true",
+                 help="join a job found by jax.distributed (TPU pod, SLURM, Open MPI)")
+  m.add_argument("--heartbeat_timeout", type=int, default=30,
+                 help="seconds after which a silent process stops the job")
   b = sub.add_parser("bound", help="offline generalization-bound report from checkpoints")
   b.add_argument("--workdir", required=True)
   b.add_argument("--eps", type=float, nargs="+", default=None)
@@ -93,6 +179,20 @@ def main(argv: list[str] | None = None) -> int:
   except ConfigError as e:
     print(f"jaxdepth: error: {e}", file=sys.stderr)
     return 2
+  except OSError as e:  # disk full, permission: one line naming the path and errno
+    if e.errno is None:
+      raise
+    print(f"jaxdepth: error: {_os_error(e)}", file=sys.stderr)
+    return 1
+
+
+def _os_error(e: OSError) -> str:
+  from jaxdepth.engine.writers import WriteError
+  if isinstance(e, WriteError):
+    return str(e)
+  name = errno.errorcode.get(e.errno, "?")
+  where = f"{e.filename}: " if e.filename else ""
+  return f"{where}{e.strerror} (errno {e.errno} {name})"
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
 """Run-directory I/O: config.json, metrics.jsonl, summary.json, CSV, progress bars.
 
 Nothing here imports TensorFlow. All writes of whole files are atomic (temporary
-file + rename) so an interrupted run never leaves a truncated summary.
+file + rename) so an interrupted run never leaves a truncated summary. A write that
+fails (disk full, permission) removes its temporary file, keeps the previous file,
+and raises :class:`WriteError`: an OSError naming the file and errno, which the CLI
+prints as one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno as errno_lib
 import json
 import math
 import os
+import shutil
 import sys
 from typing import Any, Iterable, Mapping
 
@@ -41,12 +47,43 @@ def to_jsonable(x: Any) -> Any:
   return x
 
 
-def write_json(path: str, obj: Any) -> None:
+class WriteError(OSError):
+  """A failed write: ``errno``, ``strerror``, ``filename`` (the file or directory) and
+  ``hint`` (what is kept, how to go on). ``str()`` is one line."""
+
+  def __init__(self, code: int, strerror: str, filename: str, hint: str = ""):
+    super().__init__(code, strerror, filename)
+    self.hint = hint
+
+  def __str__(self) -> str:
+    name = errno_lib.errorcode.get(self.errno, "?")
+    hint = f"; {self.hint}" if self.hint else ""
+    return f"cannot write {self.filename}: {self.strerror} (errno {self.errno} {name}){hint}"
+
+
+@contextlib.contextmanager
+def _atomic(path: str, mode: str = "w", **kw):
+  """Write ``path.tmp`` then rename it over ``path``; on failure remove the temporary
+  file (``path`` is untouched) and raise WriteError naming ``path``."""
   tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(to_jsonable(obj), f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
+  try:
+    with open(tmp, mode, **kw) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException as e:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    if not isinstance(e, OSError) or isinstance(e, WriteError) or not e.errno:
+      raise
+    raise WriteError(e.errno, e.strerror or os.strerror(e.errno), path,
+                     hint=f"the previous {os.path.basename(path)} is kept"
+                     if os.path.exists(path) else "") from None
+
+
+def write_json(path: str, obj: Any) -> None:
+  text = json.dumps(to_jsonable(obj), indent=1) + "\n"
+  with _atomic(path) as f:
+    f.write(text)
 
 
 def read_json(path: str) -> Any:
@@ -77,9 +114,43 @@ def prepare_workdir(workdir: str, config) -> bool:
             key, f"workdir {workdir} holds a run with {key}={old.get(key)!r}, this "
             f"config has {new.get(key)!r}; use a new --workdir or the same config")
     return True
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise WriteError(e.errno, e.strerror, workdir) from None
   write_json(path, new)
   return False
+
+
+def snapshot_workdir(workdir: str) -> set[str] | None:
+  """The entries of ``workdir`` before a run (None: it does not exist yet)."""
+  return set(os.listdir(workdir)) if os.path.isdir(workdir) else None
+
+
+def remove_unstarted(workdir: str, before: set[str] | None) -> bool:
+  """After a run stopped by an error: remove what it created, if it produced nothing
+  but ``config.json`` and empty directories (it stopped before training). A workdir
+  that held a run, or files the run produced, is left as it is. Returns True if
+  something was removed."""
+  if not os.path.isdir(workdir):
+    return False
+  new = set(os.listdir(workdir)) - (before or set())
+  if before is not None and "config.json" in before:
+    return False  # an existing run: never touched
+  for name in new:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      if any(files for _, _, files in os.walk(path)):
+        return False
+    elif name != "config.json":
+      return False
+  if before is None:
+    shutil.rmtree(workdir, ignore_errors=True)
+  else:
+    for name in new:
+      path = os.path.join(workdir, name)
+      (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+  return bool(new) or before is None
 
 
 class JsonlWriter:
@@ -89,13 +160,53 @@ class JsonlWriter:
     self.path = path
 
   def write(self, record: Mapping[str, Any]) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(to_jsonable(record)) + "\n")
+    line = (json.dumps(to_jsonable(record)) + "\n").encode()
+    try:
+      with open(self.path, "ab") as f:
+        end = f.tell()
+        if end and _last_byte(self.path, end) != b"\n":
+          end = _drop_partial_line(f, self.path, end)  # a write that failed earlier
+        try:
+          f.write(line)
+          f.flush()
+        except OSError:
+          with contextlib.suppress(OSError):
+            f.truncate(end)  # no partial record is left behind
+          raise
+    except OSError as e:
+      if isinstance(e, WriteError) or not e.errno:
+        raise
+      raise WriteError(e.errno, e.strerror or os.strerror(e.errno), self.path,
+                       hint="the records before this one are kept") from None
+
+
+def _last_byte(path: str, end: int) -> bytes:
+  with open(path, "rb") as r:
+    r.seek(end - 1)
+    return r.read(1)
+
+
+def _drop_partial_line(f, path: str, end: int) -> int:
+  with open(path, "rb") as r:
+    data = r.read(end)
+  keep = data.rfind(b"\n") + 1
+  f.truncate(keep)
+  return keep
 
 
 def read_jsonl(path: str) -> list[dict]:
+  """The records of a JSONL file; a truncated last line (a write cut short) is skipped."""
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  out = []
+  for i, line in enumerate(lines):
+    try:
+      out.append(json.loads(line))
+    except json.JSONDecodeError:
+      if i == len(lines) - 1 and not line.endswith("\n"):
+        break
+      raise
+  return out
 
 
 def write_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -104,13 +215,11 @@ def write_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
   fields: list[str] = []
   for r in rows:
     fields.extend(k for k in r if k not in fields)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", newline="") as f:
+  with _atomic(path, newline="") as f:
     w = csv.DictWriter(f, fieldnames=fields)
     w.writeheader()
     for r in rows:
       w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-  os.replace(tmp, path)
 
 
 def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):

@@ -68,9 +68,12 @@ def _restore(workdir: str, sub: str, fingerprint: dict, problem: runner.Problem,
   """A finished depth's Result from its checkpoint, if it was saved by this same config."""
   if not ckpt.has_checkpoints(workdir, sub):
     return None
-  cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
+  # An unreadable checkpoint is warned about and set aside next to ``sub`` (sweep
+  # replaces ``sub`` when it saves the depth again); the depth is then retrained.
+  cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub,
+                         aside_dir=os.path.join(workdir, sub + ".unreadable"))
   try:
-    got = cp.restore()
+    got = cp.restore_latest_readable(required=False)
   finally:
     cp.close()
   if got is None:

@@ -116,8 +116,16 @@ def layer_weight_rhos(params_R, site_list, expanded: bool) -> np.ndarray:
 
 def _final_params(workdir: str, tag: str):
   """Final params (leading run axis) from the trainer's last checkpoint."""
-  restored = ckpt.Checkpointer(workdir, max_to_keep=1,
-                               subdir=os.path.join("checkpoints", tag)).restore()
+  ck = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=os.path.join("checkpoints", tag))
+  try:
+    last = ck.latest_step()
+    restored = ck.restore_latest_readable()
+  finally:
+    ck.close()
+  if restored is None or restored[0] != last:  # the final step became unreadable
+    raise ckpt.CheckpointUnreadable(
+        ck.directory, f"the final checkpoint (step {last}) in {ck.directory} cannot be "
+        "read; it is kept aside: re-run the same command to train from the step before")
   state = restored[1]["state"]
   return state["params"] if isinstance(state, dict) else state[0]
 

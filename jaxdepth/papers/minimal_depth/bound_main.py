@@ -65,8 +65,10 @@ def load(workdir: str) -> dict:
       raise BoundError(f"{kind} runs missing (no checkpoint in {root}/{kind}): training "
                        f"stopped before them; resume with `{_train_cmd(workdir)}`")
     ck = ckpt.Checkpointer(workdir, max_to_keep=None, subdir=os.path.join("checkpoints", kind))
-    step, tree, meta = ck.restore()
-    ck.close()
+    try:  # an unreadable step is warned about and set aside; the newest readable is used
+      step, tree, meta = ck.restore_latest_readable()
+    finally:
+      ck.close()
     if meta.get("experiment") != "bound" or meta.get("format") != FORMAT:
       raise BoundError(f"{root}/{kind} was written by experiment "
                        f"{meta.get('experiment')!r} format {meta.get('format')!r}, not a "
