@@ -64,6 +64,20 @@ def use_cpu_cores(n: int | None = None) -> int:
   return n
 
 
+def lapack_safe() -> bool:
+  """May a program with batched LAPACK calls (svd, eigvalsh, qr) be sharded here?
+
+  Not on several CPU devices with jaxlib 0.10.x: its CPU LAPACK kernels split the
+  batch onto XLA's worker pool and block a pool thread waiting for it; with one
+  sharded call per device the pool has no thread left and the program deadlocks
+  (reduced to a 10-line repro: sharded jit(vmap(eigvalsh)) on 2 CPU devices stops
+  for good within ~25 calls; the Eigen single-thread flag does not prevent it).
+  Experiments whose segments decompose matrices keep one CPU device; the collapse
+  analysis takes its eigenvalues on the host instead.
+  """
+  return jax.default_backend() != "cpu" or len(jax.devices()) == 1
+
+
 def padded(n: int, multiple: int) -> int:
   return -(-n // multiple) * multiple
 

@@ -173,7 +173,7 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
   lr = jnp.asarray(lr, dtype)
   t_start = time.perf_counter()
   # The seed axis is the run axis: padded and sharded over every device (engine).
-  place = devices.Placement(len(keys_S), enabled=shard)
+  place = devices.Placement(len(keys_S), enabled=shard and devices.lapack_safe())
   keys_S, data = place.runs((keys_S, data))
   st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
   losses, logged = [np.asarray(place.gather(loss0))[..., None]], \

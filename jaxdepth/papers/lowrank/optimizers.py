@@ -70,7 +70,7 @@ def fit_depth(config, method: str, depth: int, problems: common.Regression, keys
     w = common.end_to_end(f)
     return w, loss_T[-1], common.mse(w, prob.x_test, prob.y_test)
 
-  place = devices.Placement(len(keys))  # the seed axis over every device (padded)
+  place = devices.Placement(len(keys), enabled=devices.lapack_safe())  # QR in init
   return list(place.gather(jax.jit(jax.vmap(one))(*place.runs((keys, problems)))))
 
 

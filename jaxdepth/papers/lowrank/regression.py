@@ -69,7 +69,7 @@ def train_depth(depth: int, problems: common.Regression, keys, low_rank_R, lr: f
     w = common.end_to_end(f)
     return common.end_to_end(f0), w, loss_T, common.mse(w, prob.x_test, prob.y_test)
 
-  place = devices.Placement(len(keys))  # the run axis over every device (padded)
+  place = devices.Placement(len(keys), enabled=devices.lapack_safe())  # QR in init
   return list(place.gather(jax.jit(jax.vmap(one))(*place.runs((keys, problems,
                                                                 low_rank_R)))))
 
