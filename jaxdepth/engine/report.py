@@ -78,7 +78,7 @@ def grouped(records: Sequence[dict], keys: Sequence[str],
   functions decide; :func:`ok` drops them)."""
   groups: dict[tuple, list[dict]] = {}
   for r in records:
-    groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    groups.setdefault(tuple(_hashable(r[k]) for k in keys), []).append(r)
   headers = [_short(k) for k in keys] + ["runs"] + list(columns)
   rows = []
   for point, recs in groups.items():
@@ -86,6 +86,12 @@ def grouped(records: Sequence[dict], keys: Sequence[str],
     runs = f"{len(recs)}" + (f" ({n_div} diverged)" if n_div else "")
     rows.append([_fmt(v) for v in point] + [runs] + [f(recs) for f in columns.values()])
   return headers, rows
+
+
+def _hashable(v):
+  if hasattr(v, "tolist"):
+    v = v.tolist()
+  return tuple(v) if isinstance(v, list) else v
 
 
 def ok(recs: list[dict]) -> list[dict]:
@@ -113,7 +119,8 @@ def scalar_runs_table(runs: Sequence[dict], headline: Sequence[str] | None = Non
   over the non-diverged seeds of ``headline`` fields (default: the scalar numbers)."""
   if not runs:
     return None
-  keys = [k for k in GRID_KEYS if k in runs[0] and not isinstance(runs[0][k], list)]
+  keys = [k for k in GRID_KEYS if k in runs[0]
+          and not isinstance(runs[0][k], (list, tuple)) and not hasattr(runs[0][k], "shape")]
   if headline is None:
     headline = [k for k, v in runs[0].items()
                 if k not in SKIP and k not in keys and isinstance(v, (int, float))
