@@ -75,3 +75,79 @@ def test_compiled_program_does_not_unroll_depth():
     hlo = jax.jit(lambda v, x: net.apply(v, x, train=True)).lower(v, jnp.ones((4, 8))).as_text()
     sizes[depth] = len(hlo)
   assert sizes[64] < 1.2 * sizes[4]
+
+
+@pytest.mark.parametrize("shape,relu", [((32, 7), True), ((32, 7), False),
+                                        ((4, 5, 5, 3), True)])
+def test_batch_norm_gradient_matches_autodiff(shape, relu):
+  """The hand-written train-mode BN(+ReLU) gradient equals autodiff of the plain
+  two-pass formula (including the cotangents of the returned batch statistics)."""
+  k = jax.random.split(jax.random.key(0), 5)
+  x = 3.0 + 2.0 * jax.random.normal(k[0], shape)
+  scale = 1.0 + 0.3 * jax.random.normal(k[1], shape[-1:])
+  bias = jax.random.normal(k[2], shape[-1:])
+  g_y, g_s = jax.random.normal(k[3], shape), jax.random.normal(k[4], shape[-1:])
+  axes = tuple(range(len(shape) - 1))
+
+  def plain(x, scale, bias):
+    mu = x.mean(axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mu), axes, keepdims=True)
+    bc = (1,) * len(axes) + shape[-1:]
+    y = (x - mu) / jnp.sqrt(var + nets.BN_EPS) * scale.reshape(bc) + bias.reshape(bc)
+    y = jnp.maximum(y, 0.0) if relu else y
+    return y, mu.reshape(-1), var.reshape(-1)
+
+  def fused(x, scale, bias):
+    y, m, v = nets.batch_norm(x, scale, bias, jnp.zeros_like(scale),
+                              jnp.ones_like(scale), True, relu=relu)
+    return y, (m - 0.0) / (1 - nets.BN_MOMENTUM), (v - nets.BN_MOMENTUM) / (1 - nets.BN_MOMENTUM)
+
+  for with_stats in (0.0, 1.0):
+    def loss(fn):
+      return lambda *a: (lambda o: jnp.sum(o[0] * g_y) + with_stats * jnp.sum(
+          (o[1] + o[2] ** 2) * g_s))(fn(*a))
+    want = jax.grad(loss(plain), (0, 1, 2))(x, scale, bias)
+    got = jax.grad(loss(fused), (0, 1, 2))(x, scale, bias)
+    for w, g in zip(want, got):
+      np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(w))))
+  np.testing.assert_allclose(fused(x, scale, bias)[0], plain(x, scale, bias)[0],
+                             rtol=1e-5, atol=1e-5)
+
+
+
+def plain_mlp_loss(p, x, w):
+  """Training-mode MLP loss written out in jax (unrolled, BN by its formula)."""
+  h = x
+  L = p["w_hid"].shape[0] + 1
+  for i in range(L):
+    wi, bi = (p["w_in"], p["b_in"]) if i == 0 else (p["w_hid"][i - 1], p["b_hid"][i - 1])
+    z = h @ wi + bi[None]
+    mu = z.mean(0, keepdims=True)
+    var = jnp.mean(jnp.square(z - mu), 0, keepdims=True)
+    z = (z - mu) / jnp.sqrt(var + nets.BN_EPS) * p["bn"]["scale"][i][None] + \
+        p["bn"]["bias"][i][None]
+    h = jnp.maximum(z, 0.0)
+  return jnp.sum((h @ p["w_out"] + p["b_out"][None]) * w)
+
+
+@pytest.mark.parametrize("depth", [4, 20])  # unrolled (<= 16 hidden layers) and scanned
+def test_mlp_train_gradient_matches_plain_autodiff(depth):
+  """Gradient of a training loss through the whole MLP (custom BN gradient; unrolled
+  or scanned) vs autodiff of the plain unrolled formula."""
+  net = nets.mlp(depth, 8, 5, 3)
+  v = net.init(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (16, 5))
+  w = jax.random.normal(jax.random.key(2), (16, 3))
+  loss = lambda p: jnp.sum(net.apply({"params": p, "batch_stats": v["batch_stats"]}, x,  # noqa: E731
+                                     train=True)[0] * w)
+  np.testing.assert_allclose(loss(v["params"]), plain_mlp_loss(v["params"], x, w),
+                             rtol=1e-5)
+  got = jax.grad(loss)(v["params"])
+  want = jax.grad(plain_mlp_loss)(v["params"], x, w)
+  for name in ("w_in", "w_hid", "w_out", "b_out"):
+    scale = float(jnp.max(jnp.abs(want[name])))
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-5 * scale)
+  for name in ("scale", "bias"):
+    scale = float(jnp.max(jnp.abs(want["bn"][name])))
+    np.testing.assert_allclose(got["bn"][name], want["bn"][name], rtol=1e-4,
+                               atol=1e-5 * scale)
