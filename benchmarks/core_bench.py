@@ -104,8 +104,7 @@ class JaxWorker:
   def __init__(self, spec):
     import jaxdepth  # noqa: F401  (jaxdepth's default XLA flags, before jax starts)
     import jax
-    if spec["devices"] > 1:
-      jax.config.update("jax_num_cpu_devices", spec["devices"])
+    jax.config.update("jax_num_cpu_devices", spec["devices"])
     import jax.numpy as jnp
     from configs import common
     from jaxdepth import data
@@ -567,6 +566,13 @@ def child_env(base_env, xla_flags=None):
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   if xla_flags is not None:
     env["XLA_FLAGS"] = xla_flags
+  # Device counts are the workers' own (jax_num_cpu_devices): drop an inherited
+  # simulated-device flag (e.g. the test suite's 4 devices).
+  flags = [f for f in env.get("XLA_FLAGS", "").split()
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join(flags)
+  if not env["XLA_FLAGS"]:
+    del env["XLA_FLAGS"]
   return env
 
 
