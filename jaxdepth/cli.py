@@ -70,45 +70,36 @@ def _train(args, overrides) -> int:
   name = config.get("experiment", "collapse")
   module = experiments.get(name)
   module.validate(config)
-  if distributed.process_count() > 1:
-    if name not in experiments.MULTI_PROCESS:
-      raise ConfigError("experiment", f"{name!r} runs in one process; multi-process jobs "
-                        f"run: {', '.join(experiments.MULTI_PROCESS)}")
-    return _train_multi(args, config, module)
+  primary = distributed.is_primary()
+  if distributed.process_count() > 1 and name not in experiments.MULTI_PROCESS:
+    raise ConfigError("experiment", f"{name!r} runs in one process; multi-process jobs "
+                      f"run: {', '.join(experiments.MULTI_PROCESS)}")
   # Data preparation happens inside module.run: if the run stops on an error before
   # it produced anything (missing dataset, batch_size vs dataset size), what this
   # command created is removed again; a workdir holding a run is never touched.
-  before = writers.snapshot_workdir(args.workdir)
+  # In a multi-process job process 0 alone prepares the workdir and writes results.
+  before = writers.snapshot_workdir(args.workdir) if primary else None
   try:
-    writers.prepare_workdir(args.workdir, config)
+    ok, err = True, None
+    if primary:
+      try:
+        writers.prepare_workdir(args.workdir, config)
+      except ConfigError as e:
+        ok, err = False, e
+    if not distributed.all_ok(ok):  # every process stops with process 0's reason
+      raise err or ConfigError("workdir", f"process 0 refused {args.workdir} (see its "
+                               "error)")
+    distributed.check_shared_workdir(args.workdir)
     summary = module.run(config, args.workdir)
   except BaseException:
-    writers.remove_unstarted(args.workdir, before)
+    if primary:
+      writers.remove_unstarted(args.workdir, before)
     raise
-  if summary is not None:
+  if summary is not None and primary:
     print(final_report(module, summary, args.workdir), file=sys.stderr)
-  if summary is not None and args.print_summary:
-    import json
-    print(json.dumps(writers.to_jsonable(summary), indent=1))
-  return 0
-
-
-def _train_multi(args, config, module) -> int:
-  """Every process of the job: process 0 prepares the workdir and writes results."""
-  from jaxdepth.engine import distributed, writers
-  ok, err = True, None
-  if distributed.is_primary():
-    try:
-      writers.prepare_workdir(args.workdir, config)
-    except ConfigError as e:
-      ok, err = False, e
-  if not distributed.all_ok(ok):  # every process stops with process 0's reason
-    raise err or ConfigError("workdir", f"process 0 refused {args.workdir} (see its "
-                             "error)")
-  distributed.check_shared_workdir(args.workdir)
-  summary = module.run(config, args.workdir)
-  if summary is not None and distributed.is_primary():
-    print(final_report(module, summary, args.workdir), file=sys.stderr)
+    if args.print_summary:
+      import json
+      print(json.dumps(writers.to_jsonable(summary), indent=1))
   return 0
 
 
@@ -126,13 +117,13 @@ def final_report(module, summary: dict, workdir: str) -> str:
   wrote = [p for p in ("summary.json", "layers.csv", "metrics.jsonl")
            if os.path.exists(os.path.join(workdir, p))]
   fig_dir = os.path.join(workdir, "figures")
-  figs = sorted(os.listdir(fig_dir)) if os.path.isdir(fig_dir) else []
-  figs += [f for f in sorted(os.listdir(workdir)) if f.endswith(".png")]
+  figs = ([os.path.join(fig_dir, f) for f in sorted(os.listdir(fig_dir))]
+          if os.path.isdir(fig_dir) else [])
+  figs += [os.path.join(workdir, f) for f in sorted(os.listdir(workdir))
+           if f.endswith(".png")]
   lines.append("wrote " + ", ".join(os.path.join(workdir, p) for p in wrote))
   if figs:
-    lines.append("figures: " + ", ".join(
-        os.path.join(fig_dir if os.path.exists(os.path.join(fig_dir, f)) else workdir, f)
-        for f in figs))
+    lines.append("figures: " + ", ".join(figs))
   return "\n".join(lines)
 
 

@@ -96,7 +96,7 @@ def pad_runs(tree: Any, num: int) -> Any:
 
 
 class Placement:
-  """The run axis of one program sharded over ``devices`` (default: all, every process).
+  """The run axis of one program sharded over every device of every process.
 
   ``num_runs`` real runs become ``padded_runs`` (a multiple of the device count);
   :meth:`runs` places a run-major tree, :meth:`shared` replicates data every run
@@ -104,10 +104,10 @@ class Placement:
   With one device nothing is sharded and arrays stay where jax put them.
   """
 
-  def __init__(self, num_runs: int, devices: list | None = None, enabled: bool = True):
-    devs = list(jax.devices()) if devices is None else list(devices)
-    if not enabled:
-      devs = devs[:1] if jax.process_count() == 1 else devs
+  def __init__(self, num_runs: int, enabled: bool = True):
+    devs = list(jax.devices())
+    if not enabled and jax.process_count() == 1:  # a job's processes all take part
+      devs = devs[:1]
     self.devices = devs
     self.num_runs = num_runs
     self.padded_runs = padded(num_runs, len(devs))
@@ -146,8 +146,8 @@ class Placement:
     """Replicate a tree every run reads (data, targets) over the devices."""
     return self._put(tree, self.replicated) if self.sharded else tree
 
-  def gather(self, tree: Any, pad: bool = False) -> Any:
-    """Run-major result -> host numpy of the real runs (``pad=True`` keeps padding).
+  def gather(self, tree: Any) -> Any:
+    """Run-major result -> host numpy of the real runs (the padding dropped).
 
     In a multi-process job every process receives the whole result.
     """
@@ -159,6 +159,6 @@ class Placement:
 
     def cut(a):
       a = np.asarray(a)
-      return a if pad or a.ndim == 0 else a[: self.num_runs]
+      return a if a.ndim == 0 else a[: self.num_runs]
 
     return jax.tree.map(cut, tree)

@@ -144,8 +144,7 @@ def _segment_logs(num_logs: int, target: int) -> int:
 def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps: int,
           record_every: int, log_every: int, stop_loss: float = 0.0,
           diverge_factor: float = 1e6, snapshots: bool = False,
-          segment_steps: int = 20000, progress: bool = False, desc: str = "",
-          shard: bool = True) -> Result:
+          segment_steps: int = 20000, progress: bool = False, desc: str = "") -> Result:
   """Full-batch GD of every (seed, init scale) run of one depth in one compiled program.
 
   Args:
@@ -156,7 +155,6 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
     steps: maximum number of steps (rounded up to a multiple of log_every).
     record_every: steps between tracking evaluations (crossing resolution).
     log_every: steps between logged records (a multiple of record_every).
-    shard: split the seed axis over every device (padded to a multiple).
   Returns:
     :class:`Result` with numpy arrays.
   """
@@ -173,7 +171,7 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
   lr = jnp.asarray(lr, dtype)
   t_start = time.perf_counter()
   # The seed axis is the run axis: padded and sharded over every device (engine).
-  place = devices.Placement(len(keys_S), enabled=shard and devices.lapack_safe())
+  place = devices.Placement(len(keys_S), enabled=devices.lapack_safe())
   keys_S, data = place.runs((keys_S, data))
   st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
   losses, logged = [np.asarray(place.gather(loss0))[..., None]], \
