@@ -41,7 +41,8 @@ def backend_started() -> bool:
 def use_cpu_cores(n: int | None = None) -> int:
   """Give XLA ``n`` CPU devices (default: one per core) and return the count in use.
 
-  Only CPU is affected: a GPU/TPU backend keeps its own devices. Must run before
+  Only CPU is affected: a GPU/TPU backend keeps its own devices (and XLA_FLAGS gains
+  ``--xla_cpu_multi_thread_eigen=false``, a CPU-only flag, see below). Must run before
   jax's first computation. A count the user already chose (``jax_num_cpu_devices``,
   or ``--xla_force_host_platform_device_count`` in XLA_FLAGS) wins over the default;
   an explicit ``n`` after jax started warns that a restart is needed.
@@ -61,6 +62,14 @@ def use_cpu_cores(n: int | None = None) -> int:
     return len(jax.devices("cpu"))
   n = cpu_count() if n is None else int(n)
   jax.config.update("jax_num_cpu_devices", n)
+  # Each device is already one core, so XLA's intra-op Eigen threads only contend;
+  # with them, how a reduction is split depends on the device count, and CDNV moved
+  # by 1 float32 ulp between 1, 2 and 4 devices. Single-threaded Eigen keeps results
+  # bitwise equal (tests/multiprocess_test.py) at no measured cost. Set here, by the
+  # caller's choice, never at import; a user's own setting of the flag wins.
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_cpu_multi_thread_eigen" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
   return n
 
 
