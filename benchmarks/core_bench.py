@@ -102,10 +102,12 @@ class JaxWorker:
   """jaxdepth's compiled epoch program, all seeds vmapped (optionally sharded)."""
 
   def __init__(self, spec):
-    import jaxdepth  # noqa: F401  (jaxdepth's default XLA flags, before jax starts)
     import jax
+
+    import jaxdepth  # noqa: F401  (jaxdepth's default XLA flags, before jax starts)
     jax.config.update("jax_num_cpu_devices", spec["devices"])
     import jax.numpy as jnp
+
     from configs import common
     from jaxdepth import data
     from jaxdepth.papers.minimal_depth import train
@@ -174,8 +176,9 @@ class JaxWorker:
 
 def compile_worker(spec):
   """(c) lower + compile of a fresh epoch program at each depth (median of repeats)."""
-  import jaxdepth  # noqa: F401
   import jax.numpy as jnp
+
+  import jaxdepth  # noqa: F401
   from configs import common
   from jaxdepth import data
   from jaxdepth.papers.minimal_depth import train
@@ -341,6 +344,7 @@ class TorchVmap:
 
   def __init__(self, spec):
     import copy
+
     import numpy as np
     import torch
     from torch.func import functional_call, stack_module_state
@@ -783,8 +787,9 @@ def main(argv=None) -> dict:
     print(f"PyTorch baselines skipped: {why}", flush=True)
   res = {"args": vars(args), "machine": machine(base_env), "targets": TARGETS,
          "torch_skipped": None if use_torch else why, "load_start": loadavg()}
-  from jaxdepth.data import embedded, subsample
   import numpy as np
+
+  from jaxdepth.data import embedded, subsample
   t0 = time.perf_counter()
   ds = subsample(embedded.mnist1d(args.num_train, args.num_test), args.num_train,
                  args.num_test)

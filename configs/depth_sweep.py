@@ -18,13 +18,13 @@ def get_config(arg=None):
   c = common.base()
   c.dataset = "mnist1d"
   c.width = 128                       # H
-  c.depth = 16                        # unused when sweep_depths is set (kept = max L)
-  c.sweep_depths = (2, 4, 6, 8, 10, 12, 16)  # total depths L, one compile each
-  c.num_seeds = 3                     # seeds per depth (vmapped): mean and spread
+  c.depth = 24                        # unused when sweep_depths is set (kept = max L)
+  c.sweep_depths = (2, 4, 6, 8, 10, 12, 16, 20, 24)  # total depths L, one compile each
+  c.num_seeds = 5                     # seeds per depth (vmapped): mean and spread
   c.label_noise = (0.0,)              # clean labels
-  c.epochs = 40
-  c.eval_every = 40                   # analyse at the end only
-  c.checkpoint_every = 20
+  c.epochs = 120                      # long enough for the deep nets to fit
+  c.eval_every = 120                  # analyse at the end only
+  c.checkpoint_every = 40
   c.rank_samples = 256
   if arg == "tiny":
     _tiny(c)

@@ -22,13 +22,13 @@ from configs.depth_sweep import _tiny
 def get_config(arg=None):
   c = common.base()
   c.dataset = "mnist1d"
-  c.depth = 10                        # MLP-10-H
+  c.depth = 16                        # MLP-16-H: deep enough that noise does not hit L
   c.width = 128                       # H
-  c.num_seeds = 3                     # seeds per noise level (vmapped)
+  c.num_seeds = 5                     # seeds per noise level (vmapped)
   c.label_noise = (0.0, 0.1, 0.2, 0.4, 0.6, 0.8)  # fraction p of corrupted labels
   c.noise_mode = "flip"               # flip | uniform (variant ':uniform')
-  c.epochs = 80                       # long enough to memorize the noisy labels
-  c.eval_every = 80                   # analyse at the end only
+  c.epochs = 120                      # long enough to memorize the noisy labels
+  c.eval_every = 120                  # analyse at the end only
   c.checkpoint_every = 40
   c.rank_samples = 256
   for a in (arg or "").split(","):

@@ -63,8 +63,8 @@ def start_jax(args) -> None:
 
 
 def _train(args, overrides) -> int:
-  from jaxdepth.engine import distributed, registry as experiments
-  from jaxdepth.engine import writers
+  from jaxdepth.engine import distributed, writers
+  from jaxdepth.engine import registry as experiments
   start_jax(args)
   config = load_config(args.config, overrides)
   name = config.get("experiment", "collapse")

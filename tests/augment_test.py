@@ -99,7 +99,7 @@ def test_rotation_exact_angles_and_reference():
   rng = np.random.default_rng(0)
   sq = rng.standard_normal((2, 7, 7, 3)).astype(np.float32)
   fill = np.array([-1.0, -2.0, -3.0], np.float32)
-  rot = lambda x, deg: np.asarray(augment.rotate_nearest(  # noqa: E731
+  rot = lambda x, deg: np.asarray(augment.rotate_nearest(
       jnp.asarray(x), jnp.full((x.shape[0],), np.deg2rad(deg)), jnp.asarray(fill)))
   np.testing.assert_array_equal(rot(sq, 0.0), sq)
   np.testing.assert_array_equal(rot(sq, 90.0), np.rot90(sq, 1, axes=(1, 2)))  # counter-clockwise

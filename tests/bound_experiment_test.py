@@ -138,7 +138,8 @@ def test_calculator_reads_only_checkpoints_and_no_training_code(trained, tmp_pat
           f"rows = bound_main.main({only!r}); "
           # jaxdepth.measure.analysis (the shared per-layer evaluation) is allowed: it has no
           # optimizer or training step; the trainer and optax must stay unloaded.
-          "bad = [m for m in ('jaxdepth.papers.minimal_depth.train', 'optax', 'jaxdepth.papers.minimal_depth.bound_experiment') "
+          "bad = [m for m in ('jaxdepth.papers.minimal_depth.train', 'optax', "
+          "'jaxdepth.papers.minimal_depth.bound_experiment') "
           "if m in sys.modules]; "
           "print(json.dumps({'bad': bad, 'bounds': [r['bound'] for r in rows]}))")
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -165,7 +166,8 @@ def test_error_checkpoints_of_another_experiment(tmp_path):
 
 def test_error_untrained_p_and_bad_eps(trained):
   _, workdir, _ = trained
-  with pytest.raises(bound_main.BoundError, match=r"p=0.3 was not trained \(trained: 0, 0.2, 0.4\)"):
+  with pytest.raises(bound_main.BoundError,
+                     match=r"p=0.3 was not trained \(trained: 0, 0.2, 0.4\)"):
     bound_main.report(workdir, p=[0.3])
   with pytest.raises(bound_main.BoundError, match="--eps 1.5 is outside"):
     bound_main.report(workdir, eps=[1.5])

@@ -1,4 +1,5 @@
-"""Bound arithmetic (jaxdepth.papers.minimal_depth.bounds) on hand-computable effective and minimal depths."""
+"""Bound arithmetic (jaxdepth.papers.minimal_depth.bounds) on hand-computable effective
+and minimal depths."""
 
 import numpy as np
 import pytest

@@ -402,7 +402,7 @@ def test_incremental_damaged_depth_is_retrained(tmp_path, monkeypatch, caplog):
   assert len(warn) == 1 and f"checkpoint step {step} " in warn[0]
   aside = os.listdir(sub + ".unreadable")
   assert len(aside) == 1 and aside[0].startswith(f"{step}.unreadable-array-data-")
-  strip = lambda s: [{k: v for k, v in r.items() if k != "wall_s_per_depth"}  # noqa: E731
+  strip = lambda s: [{k: v for k, v in r.items() if k != "wall_s_per_depth"}
                      for r in s["runs"]]
   assert json.dumps(writers.to_jsonable(strip(again)), sort_keys=True) == json.dumps(
       writers.to_jsonable(strip(first)), sort_keys=True)

@@ -7,7 +7,7 @@ os.environ.setdefault(
     "--xla_force_host_platform_device_count=4 --xla_cpu_multi_thread_eigen=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Tests compare against float64 references: no TF32/bf16 matmul passes on GPU/TPU.

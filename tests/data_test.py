@@ -66,7 +66,8 @@ def test_embedded_datasets():
   assert ds.x_train.shape == (200, 40) and ds.x_test.shape == (100, 40)
   assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
   assert set(np.unique(ds.y_train)) <= set(range(10))
-  assert abs(float(ds.x_train.mean())) < 1e-4 and float(ds.x_train.std()) == pytest.approx(1, abs=1e-3)
+  assert abs(float(ds.x_train.mean())) < 1e-4
+  assert float(ds.x_train.std()) == pytest.approx(1, abs=1e-3)
   g = data.gaussian_mixture(100, 50, num_classes=3, dim=5)
   assert g.x_train.shape == (100, 5) and g.num_classes == 3
   np.testing.assert_array_equal(np.bincount(g.y_train), [34, 33, 33])

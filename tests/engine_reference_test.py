@@ -21,7 +21,7 @@ REF = json.load(open(os.path.join(os.path.dirname(__file__), "data",
 
 def _close(a, b, path, rtol, atol):
   if isinstance(a, dict):
-    keys = lambda d: {k for k in d if "wall" not in k}  # noqa: E731
+    keys = lambda d: {k for k in d if "wall" not in k}
     assert keys(a) == keys(b), path
     for k in keys(a):
       _close(a[k], b[k], f"{path}.{k}", rtol, atol)

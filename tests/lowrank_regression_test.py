@@ -56,12 +56,12 @@ def test_ac9_ac10_overdetermined_and_full_rank_targets():
 def test_fit_methods_reduce_the_loss():
   prob = common.make_regression(jax.random.key(0), 6, "low_rank", 2, 4, 10)
   f0 = 0.5 * jax.random.normal(jax.random.key(1), (2, 6, 6))
-  loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)  # noqa: E731
+  loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)
   hp = common.FitHParams(lr=0.05, sigma=0.05)
   for m in optimizers.OPTIMIZERS:
     steps = 40 if m == "lbfgs" else 400
-    f, loss_T = jax.jit(lambda f0: common.fit(loss, f0, m, steps, hp,  # noqa: B023
-                                              jax.random.key(2), steps // 2))(f0)
+    f, loss_T = jax.jit(lambda f0, m=m, steps=steps: common.fit(
+        loss, f0, m, steps, hp, jax.random.key(2), steps // 2))(f0)
     assert loss_T.shape == (2,)
     assert float(loss_T[-1]) < 0.5 * float(loss(f0)), m
 

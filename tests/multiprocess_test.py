@@ -88,6 +88,22 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   assert steps == [16, 32]
   assert "wrote" in logs[0] and "wrote" not in logs[1]
 
+  # A damaged latest checkpoint in the shared workdir: both processes agree on it,
+  # process 0 alone sets it aside (once) and warns (once), and the job resumes from
+  # the older step to the same results.
+  ck = wd / "checkpoints" / "d3_w16"
+  meta = ck / "32" / "meta" / "metadata"
+  meta.write_text(meta.read_text()[:5])
+  os.remove(wd / "summary.json")
+  procs = _job(wd)
+  logs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], logs
+  assert sorted(n.split("-")[0] for n in os.listdir(ck)) == ["16", "32", "32.unreadable"]
+  warned = [[ln for ln in log.splitlines() if "cannot be read" in ln] for log in logs]
+  assert len(warned[0]) == 1 and "checkpoint step 32 " in warned[0][0], logs[0][-2000:]
+  assert "using step 16" in warned[0][0] and warned[1] == []
+  _assert_close_runs(_runs(ref), _runs(wd))
+
 
 @pytest.mark.slow
 def test_a_killed_process_stops_the_other_and_a_rerun_completes(tmp_path):

@@ -72,7 +72,8 @@ def test_compiled_program_does_not_unroll_depth():
   for depth in (4, 64):
     net = nets.mlp(depth, 8, 8, 2)
     v = net.init(jax.random.key(0))
-    hlo = jax.jit(lambda v, x: net.apply(v, x, train=True)).lower(v, jnp.ones((4, 8))).as_text()
+    fn = jax.jit(lambda v, x, net=net: net.apply(v, x, train=True))
+    hlo = fn.lower(v, jnp.ones((4, 8))).as_text()
     sizes[depth] = len(hlo)
   assert sizes[64] < 1.2 * sizes[4]
 
@@ -103,7 +104,7 @@ def test_batch_norm_gradient_matches_autodiff(shape, relu):
     return y, (m - 0.0) / (1 - nets.BN_MOMENTUM), (v - nets.BN_MOMENTUM) / (1 - nets.BN_MOMENTUM)
 
   for with_stats in (0.0, 1.0):
-    def loss(fn):
+    def loss(fn, with_stats=with_stats):
       return lambda *a: (lambda o: jnp.sum(o[0] * g_y) + with_stats * jnp.sum(
           (o[1] + o[2] ** 2) * g_s))(fn(*a))
     want = jax.grad(loss(plain), (0, 1, 2))(x, scale, bias)
@@ -138,7 +139,7 @@ def test_mlp_train_gradient_matches_plain_autodiff(depth):
   v = net.init(jax.random.key(0))
   x = jax.random.normal(jax.random.key(1), (16, 5))
   w = jax.random.normal(jax.random.key(2), (16, 3))
-  loss = lambda p: jnp.sum(net.apply({"params": p, "batch_stats": v["batch_stats"]}, x,  # noqa: E731
+  loss = lambda p: jnp.sum(net.apply({"params": p, "batch_stats": v["batch_stats"]}, x,
                                      train=True)[0] * w)
   np.testing.assert_allclose(loss(v["params"]), plain_mlp_loss(v["params"], x, w),
                              rtol=1e-5)

@@ -36,7 +36,7 @@ def test_spread_and_table():
 
 
 def _runs():
-  mk = lambda p, s, acc, ed, reached, div=False: {  # noqa: E731
+  mk = lambda p, s, acc, ed, reached, div=False: {
       "depth": 4, "width": 8, "label_noise": p, "seed": s, "test_acc": acc,
       "ncc_test_acc": [0.1, acc], "effective_depth": {"0.1": ed},
       "reached": {"0.1": reached}, "diverged": div}
@@ -96,3 +96,24 @@ def test_generic_report_for_other_experiments():
   assert f"{0.25:.3f} ± {np.std([0.2, 0.3], ddof=1):.3f}" in text[2]
   assert report.summary_report({"checks": {"monotone": True}}).splitlines()[2].split() == \
       ["monotone", "True"]
+
+
+def test_effective_depth_band_never_averages_the_placeholder():
+  from jaxdepth.engine import plotting
+  from jaxdepth.papers.minimal_depth import figures
+
+  def run(d, reached):
+    return {"depth": 8, "effective_depth": {"0.1": d}, "reached": {"0.1": reached}}
+
+  groups = [[run(4, True), run(6, True), run(5, True)],
+            [run(7, True), run(9, False), run(5, True)],   # 9 = L + 1: never reached
+            [run(9, False), run(9, False), run(9, False)]]
+  fig, (ax,) = plotting.subplots(1)
+  line = figures.depth_band(ax, [2, 4, 8], groups, "0.1")
+  y = np.asarray(line.get_ydata(), float)
+  np.testing.assert_allclose(y[:2], [5.0, 6.0])        # (4+6+5)/3 and (7+5)/2, not 7
+  assert np.isnan(y[2])                                  # none reached: not drawn
+  assert [t.get_text() for t in ax.texts] == ["2/3"]
+  band = ax.collections[0].get_paths()[0].vertices[:, 1]
+  assert np.isclose(np.nanmax(band), 6.0 + np.std([7, 5], ddof=1))
+  assert figures.depth_band(ax, [1], [[run(9, False)]], "0.1") is None

@@ -39,7 +39,7 @@ def test_vmapped_runs_equal_per_run_loop(ds):
   x = jnp.asarray(ds.x_train)
   single = jax.jit(sgd.make_epoch(prog.network, sgd.make_optimizer(c, prog.steps_per_epoch),
                                   c.batch_size, prog.steps_per_epoch))
-  take = lambda t, i: jax.tree.map(lambda a: a[i], t)  # noqa: E731
+  take = lambda t, i: jax.tree.map(lambda a: a[i], t)
   singles = [take(state, i) for i in range(len(grid))]
   for epoch in range(2):
     state, _ = prog.epoch(state, labels, keys, epoch, x)
@@ -55,7 +55,7 @@ def test_seed_and_noise_keys_are_independent():
   c = tiny_config()
   grid = train.run_grid(c)
   k = train.make_keys(c.seed, grid)
-  data_ = lambda kk: np.asarray(jax.random.key_data(kk))  # noqa: E731
+  data_ = lambda kk: np.asarray(jax.random.key_data(kk))
   by = {(r["seed"], r["label_noise"]): r["run"] for r in grid}
   a, b = by[(0, 0.0)], by[(0, 0.25)]
   np.testing.assert_array_equal(data_(k.init)[a], data_(k.init)[b])
@@ -162,7 +162,8 @@ def test_cli_end_to_end(tmp_path):
   workdir = str(tmp_path / "run")
   out = subprocess.run([sys.executable, "-m", "jaxdepth", "train", "--config",
                         "configs/tiny.py", "--workdir", workdir, "--config.epochs=2"],
-                       capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                       capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(__file__)))
   assert out.returncode == 0, out.stderr
   for f in ("config.json", "metrics.jsonl", "summary.json", "layers.csv",
             "figures/layers_d3_w16.png"):

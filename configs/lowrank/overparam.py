@@ -54,7 +54,19 @@ def get_config(arg=None):
       rank_samples=256,                 # examples in each layer's Gram matrix
   ))
   c.progress = True                     # progress bars
-  if arg == "tiny":                     # CI / notebook setting (well under a minute)
+  variants = [a for a in (arg or "").split(",") if a]
+  for a in variants:
+    if a not in ("tiny", "overfit", "none"):
+      raise ValueError(f"unknown variant {a!r}; allowed: tiny, overfit, none "
+                       "(comma-separated)")
+  if "none" in variants:                # the step size is not divided by e
+    c.lr_scaling = "none"
+  if "overfit" in variants:             # 300 training images: networks over-fit
+    c.data.num_train = 300
+    c.num_seeds = 8
+    c.train.epochs = 150                # 4 steps per epoch: 600 steps
+    c.train.eval_every = 50
+  if "tiny" in variants:                # CI / notebook setting (well under a minute)
     c.dataset, c.expansions, c.depth, c.width, c.num_seeds = "gaussian", (1, 4), 2, 8, 1
     c.data.num_train, c.data.num_test = 256, 128
     c.train.epochs, c.train.eval_every, c.train.rank_samples = 2, 2, 64

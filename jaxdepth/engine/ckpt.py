@@ -10,6 +10,8 @@ that cannot be read (array data, metadata, missing files, no commit marker) is
 reported in one warning line naming the step and the reason, renamed aside to
 ``<step>.unreadable-<reason>-<time>`` (which orbax does not list as a step, so
 nothing is lost and nothing is read again), and the next older step is tried.
+In a multi-process job the processes agree on each step (one collective) and only
+process 0 renames it, after every process has finished reading it.
 When steps exist but none is readable, :class:`CheckpointUnreadable` (a one-line
 ConfigError: exit 2 from the CLI). A save that fails (disk full, permission)
 removes its partial step and raises :class:`CheckpointWriteError` (an OSError
@@ -30,6 +32,7 @@ from typing import Any
 
 import orbax.checkpoint as ocp
 
+from jaxdepth.engine import distributed
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.engine.writers import WriteError, to_jsonable
 
@@ -311,19 +314,29 @@ class Checkpointer:
 
     def report(outcome: str) -> None:
       self._reload()
+      if not distributed.is_primary():
+        return  # one warning per job, not one per process
       for step, reason, dest in moved:  # one line per unreadable step
         log.warning("checkpoint step %d in %s cannot be read: %s; kept aside as %s; %s",
                     step, self.directory, reason, dest, outcome)
 
     for step in sorted(self.all_steps(), reverse=True):
       try:
-        got = self._try_step(step, target)
+        got, damage = self._try_step(step, target), None
       except _Damaged as d:
-        moved.append((step, d.reason, os.path.basename(self._move_aside(step, d.slug))))
-        continue
-      if moved:
-        report(f"using step {step}")
-      return got
+        got, damage = None, d
+      # In a multi-process job every process reads the same shared step; they agree
+      # on it before anyone moves it, and only process 0 renames it (after all have
+      # finished reading, so no process reads a directory that is being moved).
+      if distributed.all_ok(damage is None):
+        if moved:
+          report(f"using step {step}")
+        return got
+      damage = damage or _Damaged("other-process", "unreadable on another process")
+      distributed.barrier(f"jaxdepth-ckpt-read-{step}")
+      dest = self._move_aside(step, damage.slug) if distributed.is_primary() else ""
+      distributed.barrier(f"jaxdepth-ckpt-aside-{step}")
+      moved.append((step, damage.reason, os.path.basename(dest)))
     aside = self.set_aside()
     if moved:
       report("no readable step left" + ("; recomputing it" if not required else ""))
@@ -365,7 +378,7 @@ def has_checkpoints(workdir: str, subdir: str = "checkpoints") -> bool:
 
 def has_committed_step(directory: str) -> bool:
   """Whether any checkpoint directory below ``directory`` holds a finished step."""
-  for root, dirs, _ in os.walk(directory):
+  for _root, dirs, _ in os.walk(directory):
     if any(d.isdigit() for d in dirs):
       return True
     dirs[:] = [d for d in dirs if not d.isdigit() and TMP_MARKER not in d]

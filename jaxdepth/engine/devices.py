@@ -123,7 +123,8 @@ class Placement:
     self.multi_process = jax.process_count() > 1
     self.sharded = len(devs) > 1
     if self.sharded:
-      from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+      from jax.sharding import AxisType, Mesh, NamedSharding
+      from jax.sharding import PartitionSpec as P
       self.mesh = Mesh(np.asarray(devs), ("runs",), axis_types=(AxisType.Auto,))
       self.run_sharding = NamedSharding(self.mesh, P("runs"))
       self.replicated = NamedSharding(self.mesh, P())

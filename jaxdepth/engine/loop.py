@@ -13,7 +13,8 @@ dispatched, so the host never stalls the device (nanodo's pattern).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np

@@ -8,7 +8,8 @@ skips those whose (key, step) it already holds.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from jaxdepth.engine import writers
 
@@ -28,7 +29,7 @@ class MetricsLog:
         k = tuple(r.get(f) for f in key_fields)
         self._last[k] = max(self._last.get(k, -1), r.get("step", -1))
 
-  def stream(self, **key) -> "_Stream":
+  def stream(self, **key) -> _Stream:
     return _Stream(self, tuple(key.get(f) for f in self.key_fields), key)
 
   def last_step(self, **key) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   """A plain-text table with aligned columns."""
   cols = [list(map(str, c)) for c in zip(headers, *rows)] if rows else [[h] for h in headers]
   widths = [max(len(x) for x in c) for c in cols]
-  line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+  line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
   out = [line(headers), line(["-" * w for w in widths])]
   out += [line(r) for r in rows]
   return "\n".join(x.rstrip() for x in out)

@@ -8,7 +8,8 @@ stderr with exit code 2.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class ConfigError(ValueError):

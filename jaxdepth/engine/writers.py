@@ -17,7 +17,8 @@ import math
 import os
 import shutil
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,7 @@ effective rank (rank.py), and the streamed per-layer analyzer of a network
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
   out: dict = {k: [] for k in ("ncc_train_acc", "cdnv_train", "rank_train")}
   if test is not None:
     out.update(ncc_test_acc=[], cdnv_test=[], rank_test=[])
-  flat = lambda f: jnp.asarray(f, jnp.float32).reshape(f.shape[0], -1)  # noqa: E731
+  flat = lambda f: jnp.asarray(f, jnp.float32).reshape(f.shape[0], -1)
   with jax.default_matmul_precision("highest"):
     for li, f in enumerate(train_feats):
       f = flat(f)

@@ -139,7 +139,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
       logits, groups = get(item)
       mf = m.astype(jnp.float32)
       m2s, corrects = [], []
-      for f, r, (cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
+      for f, r, (_cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
           groups, refs, stats, ncc_stats, carry["m2"], carry["correct"]):
         m2_b = jax.vmap(lambda f_, mu_, r_: collapse.class_m2(f_, y, mu_, r_, m))(f, mu, r)
         pred = jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(

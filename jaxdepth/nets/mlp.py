@@ -50,7 +50,7 @@ def batch_norm(x_BxF, scale_F, bias_F, mean_F, var_F, train: bool, relu: bool = 
   applies a ReLU to y (fused into the train-mode gradient below).
   """
   axes = tuple(range(x_BxF.ndim - 1))
-  bc = lambda a: jnp.expand_dims(a, axes)  # noqa: E731  (explicit rank promotion)
+  bc = lambda a: jnp.expand_dims(a, axes)
   if train:
     y, mu, var = _bn_train(x_BxF, scale_F, bias_F, relu)
     new_mean = BN_MOMENTUM * mean_F + (1 - BN_MOMENTUM) * mu
@@ -77,7 +77,7 @@ def _bn_train_fwd_sz(x, scale, bias, relu):  # symbolic_zeros: primals come wrap
 
 def _bn_train_fwd(x, scale, bias, relu):
   axes = tuple(range(x.ndim - 1))
-  bc = lambda a: jnp.expand_dims(a, axes)  # noqa: E731
+  bc = lambda a: jnp.expand_dims(a, axes)
   mu = jnp.mean(x, axes)
   xc = x - bc(mu)
   var = jnp.mean(jnp.square(xc), axes)
@@ -93,7 +93,7 @@ def _bn_train_bwd(relu, res, cts):
   xh, inv, scale, y = res
   g, g_mu, g_var = cts
   axes = tuple(range(xh.ndim - 1))
-  bc = lambda a: jnp.expand_dims(a, axes)  # noqa: E731
+  bc = lambda a: jnp.expand_dims(a, axes)
   n = math.prod(xh.shape[:-1])
   if isinstance(g, SymbolicZero):  # only the statistics are differentiated
     g = jnp.zeros(xh.shape, xh.dtype)

@@ -160,7 +160,7 @@ class ConvSpec(_SpecBase):
       v = getattr(self, f)
       if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{f}: must be an integer >= 1, got {v!r}")
-    set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+    set_ = lambda k, v: object.__setattr__(self, k, v)
     set_("kernel", _pair(self.kernel, "kernel"))
     set_("stride", _pair(self.stride, "stride"))
     set_("dilation", _pair(self.dilation, "dilation"))
@@ -338,7 +338,7 @@ def check_params(spec: Spec, params, batch_stats=None) -> None:
     ok = jax.tree.structure(params) == jax.tree.structure(want_p) and all(
         np.shape(a) == b.shape for a, b in zip(jax.tree.leaves(params),
                                                jax.tree.leaves(want_p)))
-  except Exception:  # noqa: BLE001 -- any non-tree input is "not from init"
+  except Exception:
     ok = False
   if not ok:
     got = describe(params) if isinstance(params, dict) else type(params).__name__
@@ -451,7 +451,7 @@ def apply(spec: Spec, params: dict, x, batch_stats: dict | None = None,
     else:  # shrinking unpadded k x k sub-convs change the carry shape (no skips here)
       sts = []
       for i in range(d - 2):
-        take = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: E731,B023
+        take = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: B023
         (h, carry_src), st_i = body((h, carry_src),
                                     (take(params["mid"]), take(get_st("mid")), i + 2))
         sts.append(st_i)
@@ -589,7 +589,7 @@ def collapse(spec: Spec, params: dict, batch_stats: dict | None = None) -> dict:
         src = (sw, sb)
     else:  # growing kernels cannot share a scan carry; d is small here
       for i in range(d - 2):
-        take = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: E731,B023
+        take = lambda t: jax.tree.map(lambda a: a[i], t)  # noqa: B023
         w, b = step(1, take(params["mid"]), stats and take(stats["mid"]), w, b)
   if d >= 2:
     w, b = step(d - 1, params["last"], stats and stats["last"], w, b)
@@ -744,7 +744,7 @@ def collapse_params(expanded: dict, sites) -> dict:
     if not isinstance(node, dict) or set(node) != {"expanded"}:
       raise ValueError(f"collapse_params: {site.kernel} holds no expanded factors "
                        "(params were not produced by expand_params with these sites)")
-    fn = lambda p: collapse(site.spec, p)  # noqa: E731,B023
+    fn = lambda p: collapse(site.spec, p)  # noqa: B023
     plain = jax.vmap(fn)(node["expanded"]) if site.stacked else fn(node["expanded"])
     w = plain["kernel"]
     if site.one_d:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -54,7 +54,7 @@ def make_data(key, w_star_D, n: int, n_test: int) -> ClsData:
   d = w_star_D.shape[0]
   x = jax.random.normal(k1, (n, d), w_star_D.dtype)
   xt = jax.random.normal(k2, (n_test, d), w_star_D.dtype)
-  sign = lambda z: jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)  # noqa: E731
+  sign = lambda z: jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
   return ClsData(x, sign(x @ w_star_D), xt, sign(xt @ w_star_D))
 
 

@@ -8,7 +8,8 @@ Row-vector convention throughout: y = x @ W_e with W_e = W_1 @ W_2 @ ... @ W_d
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.flatten_util

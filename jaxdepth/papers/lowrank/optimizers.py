@@ -64,7 +64,7 @@ def fit_depth(config, method: str, depth: int, problems: common.Regression, keys
   def one(key, prob):
     k_init, k_opt = jax.random.split(key)
     f0 = reg.init_factors(k_init, depth, config.dim, False, 1)
-    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)  # noqa: E731
+    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)
     f, loss_T = common.fit(loss, f0, method, steps, hp, k_opt, steps,
                            population=config.population)
     w = common.end_to_end(f)

@@ -8,8 +8,8 @@ factors (``overparam.collapse_params``, differentiable, so training follows the
 factorized dynamics) and runs the original network on the collapsed weights. The
 expanded network is registered as the model family ``overparam`` (model fields
 ``base``, ``expansion``, ``expansion_width``), so the core trainer
-(``jaxdepth.papers.minimal_depth.train.train_shape``: vmapped seeds, SGD schedule, per-layer analysis
-with the Gram rank of every layer, checkpoints) runs it unchanged. Expansion 1 is
+(``jaxdepth.papers.minimal_depth.train.train_shape``: vmapped seeds, SGD schedule,
+per-layer analysis with the Gram rank of every layer, checkpoints) runs it unchanged. Expansion 1 is
 the network as-is.
 
 Recorded per (model, expansion), over seeds: train/test accuracy, per-layer Gram

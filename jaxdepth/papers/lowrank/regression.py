@@ -63,7 +63,7 @@ def train_depth(depth: int, problems: common.Regression, keys, low_rank_R, lr: f
 
   def one(key, prob, low_rank):
     f0 = init_factors(key, depth, dim, low_rank, init_rank)
-    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)  # noqa: E731
+    loss = lambda f: common.mse(common.end_to_end(f), prob.x_train, prob.y_train)
     f, loss_T = common.fit(loss, f0, "gd", steps, common.FitHParams(lr=lr), key,
                            log_every)
     w = common.end_to_end(f)

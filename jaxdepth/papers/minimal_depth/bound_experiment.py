@@ -185,10 +185,10 @@ def train_group(config, kind: str, network, grid, keys: sgd.RunKeys, sets, test_
                          subdir=os.path.join("checkpoints", kind))
   # Checkpoints hold the real runs only, as host arrays: they do not depend on the
   # device count, and the offline calculator reads them without model code.
-  ints = lambda k: np.asarray([r.get(k, -1) for r in grid], np.int32)  # noqa: E731
+  ints = lambda k: np.asarray([r.get(k, -1) for r in grid], np.int32)
   fixed = {"labels": np.asarray(y_RxN), "corrupted": np.asarray(c_RxN),
            "draw": ints("draw"), "p_index": ints("p_index"), "seed": ints("seed")}
-  tree = lambda s: {"variables": {"params": s.params, "batch_stats": s.batch_stats},  # noqa: E731
+  tree = lambda s: {"variables": {"params": s.params, "batch_stats": s.batch_stats},
                     "opt_state": s.opt_state, "step": s.step}
   start = 0
   restored = ck.restore(target={**place.gather(tree(state)), **fixed})
@@ -238,7 +238,7 @@ def _records(config, grid, out, layer_names) -> list[dict]:
 def errors_by_draw(config, clean_recs, noisy_recs):
   """(K, G, L) clean and (K, P, G, L) noisy NCC train errors, test errors (K, G)."""
   K, P = config.num_draws, len(bounds.trained_ps(config))
-  err = lambda r: 1.0 - np.asarray(r["ncc_train_acc"], np.float64)  # noqa: E731
+  err = lambda r: 1.0 - np.asarray(r["ncc_train_acc"], np.float64)
   clean = np.stack([err(r) for r in clean_recs]).reshape(K, config.num_clean_seeds, -1)
   noisy = np.stack([err(r) for r in noisy_recs]).reshape(K, P, config.num_noisy_seeds, -1)
   test = np.array([r["test_error"] for r in clean_recs]).reshape(K, -1)

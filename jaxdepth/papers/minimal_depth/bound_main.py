@@ -1,14 +1,15 @@
 """Offline bound calculator: ``jaxdepth bound --workdir DIR [--eps] [--alpha] [--p]``.
 
-Reads ONLY the checkpoints of a bound experiment (jaxdepth/papers/minimal_depth/bound_experiment.py) and
-their metadata: the samples, corrupted labels and test set (checkpoints/data) and
-the network variables of every clean and noisy run. Imports no training code (no
-jaxdepth.papers.minimal_depth.train, no optax): the network's apply is rebuilt from the stored model
-config with jaxdepth.nets. One jitted program, vmapped over ALL stored networks
-(clean runs padded to 2m with masked rows), recomputes the per-layer NCC train
-errors on each run's own training set (S1^k, or S1^k u S2^{k,p}~ with its noisy
-labels) and the network test errors. jaxdepth.papers.minimal_depth.bounds turns them into the table of
-spec §9.6, which is printed and written to DIR/bound.json and DIR/bound.csv.
+Reads ONLY the checkpoints of a bound experiment
+(jaxdepth/papers/minimal_depth/bound_experiment.py) and their metadata: the samples,
+corrupted labels and test set (checkpoints/data) and the network variables of every
+clean and noisy run. Imports no training code (no jaxdepth.papers.minimal_depth.train,
+no optax): the network's apply is rebuilt from the stored model config with
+jaxdepth.nets. One jitted program, vmapped over ALL stored networks (clean runs padded
+to 2m with masked rows), recomputes the per-layer NCC train errors on each run's own
+training set (S1^k, or S1^k u S2^{k,p}~ with its noisy labels) and the network test
+errors. jaxdepth.papers.minimal_depth.bounds turns them into the table of spec §9.6,
+which is printed and written to DIR/bound.json and DIR/bound.csv.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def _select_p(requested, trained, workdir):
 
 def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict]:
   """Rows of the bound table (and the recomputed per-run errors) for ``workdir``."""
-  for name, vals, hi_open in (("eps", eps, True), ("alpha", alpha, True)):
+  for name, vals in (("eps", eps), ("alpha", alpha)):
     for v in vals or ():
       if not 0.0 <= v < 1.0:
         raise BoundError(f"--{name} {v:g} is outside [0, 1)")

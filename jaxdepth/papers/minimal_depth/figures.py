@@ -1,8 +1,12 @@
 """Figures of the 'collapse' experiment in the style of Galanti et al. 2022.
 
 Per-layer curves (one per label-noise level, mean over seeds with a min-max band)
-and effective depth against noise, depth or width. Inputs are summary.json dicts,
-so figures can be redrawn offline: ``figures.collapse_figures(read_json(...), dir)``.
+and effective depth against noise, depth or width. Effective depth is drawn as the
+mean ± std over the runs that reached eps; a run that never did (its value is the
+L + 1 placeholder) is never averaged in: points where only some runs reached are
+hollow and labelled with the fraction, points where none did are not drawn. Inputs
+are summary.json dicts, so figures can be redrawn offline:
+``figures.collapse_figures(read_json(...), dir)``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,39 @@ def _group(runs, *keys):
   return dict(sorted(out.items()))
 
 
+def _reached(r, eps: str) -> bool:
+  """Whether the run reached eps (summaries from before the flag: depth <= L)."""
+  if "reached" in r:
+    return bool(r["reached"][eps])
+  return r["effective_depth"][eps] <= r["depth"]
+
+
+def depth_band(ax, x, groups, eps: str, label=None, color=None):
+  """Effective depth at ``eps`` against ``x``, one group of runs per x value: mean ±
+  std over the runs that reached it (placeholders never enter the mean); returns
+  the line, or None when no run of any group reached eps."""
+  stats = []
+  for rs in groups:
+    v = np.array([r["effective_depth"][eps] for r in rs if _reached(r, eps)], float)
+    stats.append((v.mean() if v.size else np.nan,
+                  v.std(ddof=1) if v.size > 1 else 0.0, v.size, len(rs)))
+  mean, std, k, n = (np.array(c) for c in zip(*stats)) if stats else ([],) * 4
+  if not np.isfinite(mean).any():
+    return None
+  x = np.asarray(x, float)
+  (line,) = ax.plot(x, mean, label=label, color=color, lw=1.5)
+  c = line.get_color()
+  ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.2, lw=0)
+  full = k == n
+  ax.plot(x[full], mean[full], "o", ms=4, color=c)
+  part = (k < n) & (k > 0)
+  ax.plot(x[part], mean[part], "o", ms=5, mfc="white", color=c)
+  for xi, yi, ki, ni in zip(x[part], mean[part], k[part], n[part]):
+    ax.annotate(f"{ki}/{ni}", (xi, yi), textcoords="offset points", xytext=(3, 4),
+                fontsize=6, color=c)
+  return line
+
+
 def per_layer_figure(runs, path: str, title: str) -> str:
   """Per-layer panels plus effective depth vs noise for one (depth, width)."""
   fig, axes = plotting.subplots(len(PANELS) + 1, ncols=3)
@@ -51,12 +88,10 @@ def per_layer_figure(runs, path: str, title: str) -> str:
   ax = axes[-1]
   noise = [p for (p,) in by_noise]
   for e in runs[0]["effective_depth"]:
-    ed = np.array([[r["effective_depth"][e] for r in rs] for rs in by_noise.values()],
-                  dtype=float)
-    plotting.mean_band(ax, noise, ed.T, label=f"eps={e}")
+    depth_band(ax, noise, by_noise.values(), e, label=f"eps={e}")
   ax.axhline(runs[0]["depth"], color="k", ls=":", lw=1)
   ax.set_xlabel("label noise p")
-  ax.set_title("effective depth")
+  ax.set_title("effective depth (runs that reached eps)")
   plotting.legend(ax, fontsize=8)
   fig.suptitle(title)
   return plotting.save(fig, path)
@@ -69,9 +104,8 @@ def sweep_figure(runs, key: str, path: str, eps: str, title: str) -> str:
     by_x = _group(rs, key)
     xs = [x for (x,) in by_x]
     n = min(len(v) for v in by_x.values())
-    ed = np.array([[r["effective_depth"][eps] for r in v[:n]] for v in by_x.values()])
     top = np.array([[r["ncc_train_acc"][-1] for r in v[:n]] for v in by_x.values()])
-    plotting.mean_band(axes[0], xs, ed.T.astype(float), label=f"p={p:g}")
+    depth_band(axes[0], xs, by_x.values(), eps, label=f"p={p:g}")
     plotting.mean_band(axes[1], xs, top.T, label=f"p={p:g}")
   if key == "depth":
     xs = sorted({r["depth"] for r in runs})
@@ -113,10 +147,9 @@ def noise_figure(runs, path: str, title: str, eps_list) -> str:
   ps = [p for (p,) in by_noise]
   fig, axes = plotting.subplots(4, ncols=4)
   for e in eps_list:
-    ed = np.array([[r["effective_depth"][e] for r in rs] for rs in by_noise.values()],
-                  dtype=float)
-    plotting.mean_band(axes[0], ps, ed.T, label=f"eps={e}")
-  axes[0].set_title("effective depth")
+    depth_band(axes[0], ps, by_noise.values(), str(e), label=f"eps={e}")
+  axes[0].axhline(runs[0]["depth"], color="k", ls=":", lw=1)
+  axes[0].set_title("effective depth (runs that reached eps)")
   L = len(runs[0]["ncc_train_acc"])
   layers = sorted({0, L // 4, L // 2, (3 * L) // 4, L - 1})
   cmap = plotting.plt.get_cmap("viridis")

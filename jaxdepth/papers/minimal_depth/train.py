@@ -20,13 +20,11 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import devices, distributed, loop, metrics, sgd, writers
+from jaxdepth.engine import ckpt, devices, distributed, loop, metrics, sgd, writers
 from jaxdepth.engine import report as report_lib
-from jaxdepth.engine import ckpt
 from jaxdepth.engine import validate as V
 from jaxdepth.engine.sgd import RunKeys, TrainState
 from jaxdepth.measure import analysis
-
 
 ANALYSIS_CACHE_BYTES = 1 << 30
 
@@ -125,7 +123,7 @@ def make_keys(seed: int, grid: list[dict]) -> RunKeys:
   k_init, k_order, k_noise, k_aug = jax.random.split(jax.random.key(seed), 4)
   seeds = jnp.array([r["seed"] for r in grid])
   noise_idx = jnp.array([r["noise_index"] for r in grid])
-  per_seed = lambda k: jax.vmap(lambda g: jax.random.fold_in(k, g))(seeds)  # noqa: E731
+  per_seed = lambda k: jax.vmap(lambda g: jax.random.fold_in(k, g))(seeds)
   noise = jax.vmap(lambda i, g: jax.random.fold_in(jax.random.fold_in(k_noise, i), g))(
       noise_idx, seeds)
   return RunKeys(per_seed(k_init), per_seed(k_order), noise, per_seed(k_aug))
@@ -162,7 +160,7 @@ def build_program(config, ds: data.Dataset, depth: int, width: int,
     return sgd.init_state(network, tx, keys.init), labels, chosen
 
   init_runs = jax.jit(jax.vmap(init_run))
-  init_all = lambda keys: init_runs(keys, noise_R)  # noqa: E731
+  init_all = lambda keys: init_runs(keys, noise_R)
   epoch_fn = sgd.make_epoch(network, tx, config.batch_size, spe, augment_fn)
   epoch_all = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, None, None)),
                       donate_argnums=0)
@@ -185,7 +183,7 @@ def build_program(config, ds: data.Dataset, depth: int, width: int,
                     analysis.relabel(train_b, chosen_N), test_b)
 
   analyze_jit = jax.jit(jax.vmap(analyze_run, in_axes=(0, 0, 0, None, None)))
-  analyze_all = lambda s, y, c: analysis.finalize(  # noqa: E731
+  analyze_all = lambda s, y, c: analysis.finalize(
       place.gather(analyze_jit(s, y, c, train_b, test_b)))
   return Program(network, init_all, epoch_all, analyze_all, spe)
 
