@@ -124,3 +124,18 @@ def test_finalize_device_path_equals_host_path(monkeypatch):
   p = ev / ev.sum()
   np.testing.assert_allclose(host["rank_train"][0, 0], -np.sum(p[p > 0] * np.log(p[p > 0])),
                              rtol=1e-6)
+
+
+def test_host_eigvalsh_matches_numpy_per_matrix():
+  from jaxdepth.measure import analysis
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(3, 5, 7, 7))
+  g = a @ np.swapaxes(a, -1, -2)
+  g[1, 2, 0, 0] = np.nan                               # a diverged run's Gram matrix
+  ev = analysis.host_eigvalsh(g.astype(np.float32))
+  assert ev.shape == (3, 5, 7) and ev.dtype == np.float64
+  assert np.isnan(ev[1, 2]).all()
+  ok = np.ones((3, 5), bool)
+  ok[1, 2] = False
+  want = np.linalg.eigvalsh(g.astype(np.float32).astype(np.float64)[ok])
+  np.testing.assert_array_equal(ev[ok], want)           # same LAPACK call per matrix

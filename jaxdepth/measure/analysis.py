@@ -9,6 +9,7 @@ dropped), so wide conv layers never hold a whole dataset's embeddings.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -63,6 +64,30 @@ def _masked_eigvalsh(g, xp):
 _device_eigvalsh = jax.jit(lambda g: _masked_eigvalsh(g, jnp))
 
 
+def host_eigvalsh(g) -> np.ndarray:
+  """float64 eigenvalues of a stack of symmetric matrices on the host: one LAPACK
+  thread per matrix, the stack split over one Python thread per core (LAPACK
+  releases the GIL). Multi-threaded BLAS on these small matrices was up to 35x slower
+  (measured on 2 cores: 128 64x64 matrices 1.03 s vs 0.028 s with one BLAS thread,
+  when the other core was busy); each matrix's result is the same either way."""
+  from concurrent.futures import ThreadPoolExecutor
+
+  from threadpoolctl import threadpool_limits
+  g = np.asarray(g, np.float64)
+  flat = g.reshape(-1, *g.shape[-2:])
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+  workers = max(1, min(len(flat), cores or os.cpu_count() or 1))
+  with threadpool_limits(1, user_api="blas"):
+    if workers == 1:
+      ev = _masked_eigvalsh(flat, np)
+    else:
+      with ThreadPoolExecutor(workers) as ex:
+        parts = list(ex.map(lambda c: _masked_eigvalsh(c, np),
+                            np.array_split(flat, workers)))
+      ev = np.concatenate(parts)
+  return ev.reshape(*g.shape[:-1])
+
+
 def finalize(out: dict) -> dict:
   """Host side: replace the Gram matrices ``gram_*`` by effective ranks ``rank_*``.
 
@@ -78,7 +103,7 @@ def finalize(out: dict) -> dict:
   if jax.default_backend() != "cpu":
     evs = {s: _device_eigvalsh(g) for s, g in grams.items()}
   else:
-    evs = {s: _masked_eigvalsh(np.asarray(g, np.float64), np) for s, g in grams.items()}
+    evs = {s: host_eigvalsh(g) for s, g in grams.items()}
   out, evs = jax.device_get((out, evs))
   for split, ev in evs.items():
     ev = np.asarray(ev, np.float64)
