@@ -1,18 +1,20 @@
-"""Effective depth and per-layer NCC accuracy vs label noise: MLP-10-128, MNIST-1D.
+"""Effective depth and per-layer NCC accuracy vs label noise: MLP-16-128, MNIST-1D.
 
   jaxdepth train --config configs/noise_sweep.py --workdir runs/noise_flip
   jaxdepth train --config configs/noise_sweep.py:uniform --workdir runs/noise_uniform
 
-All 6 noise levels x 3 seeds are ONE vmapped program. 'flip' (default) moves each
+All 6 noise levels x 5 seeds are ONE vmapped program. 'flip' (default) moves each
 chosen label to a different class (spec §7.1); ':uniform' draws it uniformly from all
 classes, so about 1/C of the chosen labels stay correct (spec §7.2). Writes
 summary.json, layers.csv (one row per run and layer; ``label_noise`` is the fraction
-p, the number of random labels is round(p * num_train)) and figures/: layers_d10_w128.png
+p, the number of random labels is round(p * num_train)) and figures/: layers_d16_w128.png
 (per-layer NCC train/test accuracy, CDNV and rank, one curve per p; effective depth
-vs p) and noise_d10_w128.png (effective depth and per-layer NCC accuracy vs p).
-Runtime: about 6 minutes on a shared 2-core CPU.
-Expected: all runs fit their training labels in the top layers; the effective depth
-grows with p (noisy labels need more layers); NCC test accuracy falls with p.
+vs p) and noise_d16_w128.png (effective depth and per-layer NCC accuracy vs p).
+Runtime (flip): 319 s wall on the 2-core CPU (2 CPU devices), measured 2026-12-03.
+Measured (flip, 5 seeds): every run fits its noisy labels (train accuracy >= 0.999);
+the eps=0.05 effective depth grows with p, 5.6 / 7.6 / 12.6 / 14.0 for p = 0 / 0.1 /
+0.2 / 0.4, then stays at 13.6-14.0 (below L = 16) for p = 0.6, 0.8; network test
+accuracy falls from 0.730 to 0.137. docs/minimal_depth.md §2 has the table.
 """
 
 from configs import common

@@ -152,3 +152,33 @@ def test_bad_train_field_is_prefixed():
   c.train.batch_size = 0
   with pytest.raises(ConfigError, match="config.train.batch_size"):
     overparam_exp.validate(c)
+
+
+def test_summary_never_averages_diverged_runs():
+  import warnings
+
+  import ml_collections
+  import numpy as np
+
+  from jaxdepth.papers.lowrank import overparam_exp
+  c = ml_collections.ConfigDict(dict(
+      experiment="lowrank.overparam", dataset="digits", depth=2, width=8,
+      expansions=(1, 4), num_seeds=3, models=("mlp",), lr_scaling="none",
+      train=dict(lr=0.1)))
+  def m(acc, div):
+    n = len(acc)
+    rank = np.where(np.asarray(div)[:, None], np.nan, np.arange(2 * n).reshape(n, 2) + 1.0)
+    return {"train_acc": acc, "test_acc": acc, "train_loss": acc, "test_loss": acc,
+            "rank_train": rank, "rank_test": rank, "diverged": div}
+  results = {("mlp", 1): (m([0.9, 0.8, 0.7], [False, False, False]), np.ones((3, 2))),
+             ("mlp", 4): (m([0.9, 0.1, 0.1], [False, True, True]), np.full((3, 2), 2.0)),
+             }
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    s = overparam_exp._summarize(c, results)
+  e4 = s["results"]["mlp/e4"]
+  assert e4["diverged_runs"] == 2
+  assert e4["test_acc"]["mean"] == 0.9 and e4["test_acc"]["std"] == 0.0
+  assert e4["rank_train"] == [1.0, 2.0] and e4["weight_rho"] == [2.0, 2.0]
+  assert s["results"]["mlp/e1"]["test_acc"]["mean"] == np.mean([0.9, 0.8, 0.7])
+  assert s["checks"]["mlp: weight rho lower at e4 than e1"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import matplotlib
 
@@ -16,7 +17,8 @@ def mean_band(ax, x, y_SxX, label=None, color=None, log=False, **kw):
   y = np.asarray(y_SxX, dtype=float)
   if y.ndim == 1:
     y = y[None]
-  with np.errstate(all="ignore"):
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # a column where every run diverged
     mean = np.nanmean(y, axis=0)
     lo, hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
   (line,) = ax.plot(x, mean, label=label, color=color, marker="o", ms=3, **kw)

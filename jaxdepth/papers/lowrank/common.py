@@ -8,6 +8,7 @@ Row-vector convention throughout: y = x @ W_e with W_e = W_1 @ W_2 @ ... @ W_d
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -203,10 +204,19 @@ def fit(loss_fn: Callable, params0, method: str, steps: int, hp: FitHParams, key
 # ---------------------------------------------------------------- summaries
 
 
+def nanmean(a, axis):
+  """Mean over the finite entries (NaN where there are none), without warnings."""
+  a = np.asarray(a, np.float64)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    return np.nanmean(a, axis=axis)
+
+
 def stats(values) -> dict:
   """mean/std/min/max of per-seed values (NaN-aware), plus the values."""
   a = np.asarray(values, dtype=np.float64)
-  with np.errstate(all="ignore"):
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN (every seed diverged)
     return {"mean": float(np.nanmean(a)), "std": float(np.nanstd(a)),
             "min": float(np.nanmin(a)), "max": float(np.nanmax(a)), "values": a.tolist()}
 

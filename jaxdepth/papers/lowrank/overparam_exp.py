@@ -164,12 +164,18 @@ def _summarize(config, results) -> dict:
          "expansions": list(config.expansions), "num_seeds": config.num_seeds,
          "results": {}, "checks": {}}
   for (model, e), (m, rhos) in results.items():
-    rec = {k: common.stats(m[k]) for k in ("train_acc", "test_acc", "train_loss",
-                                             "test_loss")}
+    # Diverged runs are counted (diverged_runs), never averaged in.
+    div = np.asarray(m["diverged"], bool)
+    ok = lambda a, div=div: np.where(div.reshape(-1, *[1] * (np.ndim(a) - 1)), np.nan,
+                                     np.asarray(a, np.float64))
+    rec = {k: common.stats(ok(m[k])) for k in ("train_acc", "test_acc", "train_loss",
+                                                 "test_loss")}
     for k in ("rank_train", "rank_test"):
-      rec[k] = np.asarray(m[k]).mean(0).tolist()   # per layer, mean over seeds
-      rec[k + "_mean"] = common.stats(np.asarray(m[k]).mean(1))
-    rec["weight_rho"] = rhos.mean(0).tolist()      # per layer (incl. classifier)
+      r = ok(m[k])
+      rec[k] = common.nanmean(r, 0).tolist()       # per layer, mean over seeds
+      rec[k + "_mean"] = common.stats(r.mean(1))
+    rhos = ok(rhos)
+    rec["weight_rho"] = common.nanmean(rhos, 0).tolist()  # per layer (incl. classifier)
     rec["weight_rho_mean"] = common.stats(rhos.mean(1))
     rec["lr"] = config.train.lr / (e if config.lr_scaling == "inverse_expansion" else 1)
     rec["diverged_runs"] = int(np.sum(np.asarray(m["diverged"])))

@@ -97,20 +97,26 @@ def per_layer_figure(runs, path: str, title: str) -> str:
   return plotting.save(fig, path)
 
 
-def sweep_figure(runs, key: str, path: str, eps: str, title: str) -> str:
-  """Effective depth against ``key`` ('depth' or 'width'), one curve per noise level."""
+def sweep_figure(runs, key: str, path: str, eps, title: str) -> str:
+  """Effective depth against ``key`` ('depth' or 'width'): one curve per noise level
+  at ``eps[0]``, or, with a single noise level, one curve per eps."""
+  eps = [str(e) for e in ([eps] if isinstance(eps, (str, float)) else eps)]
   fig, axes = plotting.subplots(2, ncols=2)
-  for (p,), rs in _group(_ok(runs), "label_noise").items():
+  by_noise = _group(_ok(runs), "label_noise")
+  for (p,), rs in by_noise.items():
     by_x = _group(rs, key)
     xs = [x for (x,) in by_x]
     n = min(len(v) for v in by_x.values())
     top = np.array([[r["ncc_train_acc"][-1] for r in v[:n]] for v in by_x.values()])
-    depth_band(axes[0], xs, by_x.values(), eps, label=f"p={p:g}")
+    for e in (eps if len(by_noise) == 1 else eps[:1]):
+      depth_band(axes[0], xs, by_x.values(), e,
+                 label=f"eps={e}" if len(by_noise) == 1 else f"p={p:g}")
     plotting.mean_band(axes[1], xs, top.T, label=f"p={p:g}")
   if key == "depth":
     xs = sorted({r["depth"] for r in runs})
     axes[0].plot(xs, xs, "k:", lw=1, label="L")
-  axes[0].set_title(f"effective depth (eps={eps})")
+  axes[0].set_title("effective depth (runs that reached eps)" if len(by_noise) == 1
+                    else f"effective depth (eps={eps[0]}, runs that reached it)")
   axes[1].set_title("NCC train accuracy, top layer")
   for ax in axes:
     ax.set_xlabel(key)
@@ -199,7 +205,6 @@ def bound_figure(summary: dict, path: str) -> str:
 
 
 def collapse_figures(summary: dict, outdir: str) -> list[str]:
-  eps = str(summary["eps"][0])
   runs = summary["runs"]
   paths = []
   for (d, w), rs in _group(runs, "depth", "width").items():
@@ -210,7 +215,8 @@ def collapse_figures(summary: dict, outdir: str) -> list[str]:
     if len({r[key] for r in runs}) > 1:
       for (o,), rs in _group(runs, other).items():
         paths.append(sweep_figure(rs, key, os.path.join(outdir, f"{key}_sweep_{other[0]}{o}.png"),
-                                  eps, f"{summary['dataset']}: {key} sweep, {other} {o}"))
+                                  summary["eps"],
+                                  f"{summary['dataset']}: {key} sweep, {other} {o}"))
         paths.append(layers_by_figure(
             rs, key, os.path.join(outdir, f"layers_by_{key}_{other[0]}{o}.png"),
             f"{summary['dataset']}: per-layer collapse by {key}, {other} {o}"))
