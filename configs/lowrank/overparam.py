@@ -13,6 +13,12 @@ Measured (3 seeds, lr / e): the collapsed weights get lower rho with expansion
 here: they are higher for expanded networks (MLP last layer 1.60 / 1.65 / 1.81), so
 summary.json's embedding-rank checks read False at this setting (AC8's synthetic
 setting, tested in tests/lowrank_overparam_test.py, does show the drop).
+Over-fitting regime (":overfit": 300 training images, 8 seeds, 150 epochs, 279 s
+wall; ":overfit,none": the same with the step size not divided by e, 282 s), measured
+2026-12-03: embedding ranks still rise with e (MLP 1.39 / 1.58 / 1.78 with lr / e,
+1.39 / 2.02 with lr unscaled at e = 1 / 2), test accuracy falls slightly (0.922 /
+0.910 / 0.898), unscaled e = 4 diverges (MLP 8 of 8 seeds, CONV 4 of 8). Table in the
+README. Diverged runs are counted in ``diverged_runs`` and never averaged in.
 Outputs: summary.json (per model/expansion: accuracies, per-layer rank_train /
 rank_test, per-layer weight_rho), metrics.jsonl, overparam.png, checkpoints/.
 Tiny CI setting: append ":tiny" to the config path.
