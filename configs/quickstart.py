@@ -2,7 +2,7 @@
 
   jaxdepth train --config configs/quickstart.py --workdir runs/quickstart
 
-Runtime: about 2 minutes on a 2-core CPU (16 runs, 80 epochs each; measured 1m55s).
+Runtime: 91 s wall on a 2-core CPU (16 runs, 80 epochs each; measured 2026-12-03).
 Expected: NCC train accuracy rises layer by layer and reaches ~1 in the top layers;
 the 0.01-effective depth grows with the label noise (clean runs separate early,
 noisy runs need more layers); NCC test accuracy falls with noise.
