@@ -12,10 +12,10 @@ weight decay 5e-4), batch 128, epoch remainder dropped, S = 8 seeds, each seed i
 data order. Variants (each in its own worker process):
 
   jax-1     jaxdepth's epoch program (train.build_program(...).epoch), all seeds vmapped,
-            1 CPU device, the XLA flags jaxdepth sets by default;
-  jax-N     the same with N = cores CPU devices (jax_num_cpu_devices, set before jax
-            starts, hence a process per device count), the run axis sharded as
-            train.run_sharding / train_shape do;
+            1 CPU device, set up as ``jaxdepth train`` does (devices.use_cpu_cores:
+            jax_num_cpu_devices and single-threaded Eigen, before jax starts);
+  jax-N     the same with N = cores CPU devices (hence a process per device count),
+            the run axis sharded as train.train_shape does;
   torch-stacked / torch-stacked-compile
             the PyTorch ensemble recipe: every parameter stacked on a leading seed axis
             (S, ...), torch.baddbmm, per-seed batch-statistics BN, one torch.optim.SGD
@@ -103,11 +103,10 @@ class JaxWorker:
 
   def __init__(self, spec):
     import jax
-
-    import jaxdepth  # noqa: F401  (jaxdepth's default XLA flags, before jax starts)
-    jax.config.update("jax_num_cpu_devices", spec["devices"])
     import jax.numpy as jnp
 
+    from jaxdepth.engine import devices
+    devices.use_cpu_cores(spec["devices"])  # as the CLI: before jax starts
     from configs import common
     from jaxdepth import data
     from jaxdepth.papers.minimal_depth import train
@@ -178,7 +177,6 @@ def compile_worker(spec):
   """(c) lower + compile of a fresh epoch program at each depth (median of repeats)."""
   import jax.numpy as jnp
 
-  import jaxdepth  # noqa: F401
   from configs import common
   from jaxdepth import data
   from jaxdepth.papers.minimal_depth import train
@@ -281,11 +279,11 @@ def stacked_loss(torch, logits_SxBxC, y_SxB):
                                            y_SxB.reshape(s * b), reduction="sum") / b
 
 
-class TorchStacked:
-  """The stacked-parameter ensemble, eager or torch.compile'd (forward+backward via
-  AOTAutograd, and the optimizer step)."""
+class _TorchEnsemble:
+  """What the stacked-ensemble workers share: the data, one data order per seed and
+  the timed loop; a subclass builds the model and defines ``step(x_SxB, y_SxB)``."""
 
-  def __init__(self, spec):
+  def _setup(self, spec):
     import numpy as np
     import torch
     self.torch = torch
@@ -296,24 +294,10 @@ class TorchStacked:
     self.y = torch.from_numpy(d["y_train"].astype(np.int64))
     self.S, self.B = spec["seeds"], spec["batch"]
     self.spe = len(self.x) // self.B
-    g = torch.Generator().manual_seed(0)
-    self.net = StackedMLP(torch, self.S, spec["depth"], spec["width"], self.x.shape[1], 10, g)
-    self.opt = torch.optim.SGD(self.net.parameters(), lr=spec["lr"], momentum=0.9,
-                               weight_decay=5e-4, **spec.get("sgd_kwargs", {}))
     self.order = torch.Generator().manual_seed(1)
-    net, opt = self.net, self.opt
+    return torch
 
-    def loss_fn(x, y):
-      return stacked_loss(torch, net(x), y)
-
-    def step_opt():
-      opt.step()
-
-    self.compiled = spec["kind"] == "torch-stacked-compile"
-    if self.compiled:
-      loss_fn = torch.compile(loss_fn)
-      step_opt = torch.compile(step_opt)
-    self.loss_fn, self.step_opt = loss_fn, step_opt
+  def _warm_up(self):
     t0 = time.perf_counter()
     self.run(1)
     self.first_epoch_s = time.perf_counter() - t0
@@ -331,31 +315,52 @@ class TorchStacked:
       perm = torch.argsort(torch.rand(self.S, n, generator=self.order), dim=1)
       for i in range(self.spe):
         idx = perm[:, i * b:(i + 1) * b]  # (S, B): each seed its own order
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.x[idx], self.y[idx])
-        loss.backward()
-        self.step_opt()
+        loss = self.step(self.x[idx], self.y[idx])
     dt = time.perf_counter() - t0
     return {"seconds": dt, "loss": float(loss.detach()) / self.S}
 
 
-class TorchVmap:
+class TorchStacked(_TorchEnsemble):
+  """The stacked-parameter ensemble, eager or torch.compile'd (forward+backward via
+  AOTAutograd, and the optimizer step)."""
+
+  def __init__(self, spec):
+    torch = self._setup(spec)
+    g = torch.Generator().manual_seed(0)
+    self.net = StackedMLP(torch, self.S, spec["depth"], spec["width"], self.x.shape[1], 10, g)
+    self.opt = torch.optim.SGD(self.net.parameters(), lr=spec["lr"], momentum=0.9,
+                               weight_decay=5e-4, **spec.get("sgd_kwargs", {}))
+    net, opt = self.net, self.opt
+
+    def loss_fn(x, y):
+      return stacked_loss(torch, net(x), y)
+
+    def step_opt():
+      opt.step()
+
+    self.compiled = spec["kind"] == "torch-stacked-compile"
+    if self.compiled:
+      loss_fn = torch.compile(loss_fn)
+      step_opt = torch.compile(step_opt)
+    self.loss_fn, self.step_opt = loss_fn, step_opt
+    self._warm_up()
+
+  def step(self, x, y):
+    self.opt.zero_grad(set_to_none=True)
+    loss = self.loss_fn(x, y)
+    loss.backward()
+    self.step_opt()
+    return loss
+
+
+class TorchVmap(_TorchEnsemble):
   """torch.func model ensembling: stack_module_state + functional_call under vmap."""
 
   def __init__(self, spec):
     import copy
 
-    import numpy as np
-    import torch
     from torch.func import functional_call, stack_module_state
-    self.torch = torch
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(0)
-    d = _load_npz(spec["data"])
-    self.x = torch.from_numpy(np.ascontiguousarray(d["x_train"].reshape(len(d["x_train"]), -1)))
-    self.y = torch.from_numpy(d["y_train"].astype(np.int64))
-    self.S, self.B = spec["seeds"], spec["batch"]
-    self.spe = len(self.x) // self.B
+    torch = self._setup(spec)
     models = [torch_mlp(torch, spec["depth"], spec["width"], self.x.shape[1], 10)
               for _ in range(self.S)]
     params, buffers = stack_module_state(models)
@@ -368,31 +373,14 @@ class TorchVmap:
       return functional_call(base, (p, bufs), (x,))
 
     self.forward = torch.vmap(fmodel, randomness="different")
-    self.order = torch.Generator().manual_seed(1)
-    t0 = time.perf_counter()
-    self.run(1)
-    self.first_epoch_s = time.perf_counter() - t0
-    self.run(1)
+    self._warm_up()
 
-  def ready(self):
-    return {"first_epoch_s": self.first_epoch_s, "threads": self.torch.get_num_threads(),
-            "torch": self.torch.__version__}
-
-  def run(self, epochs):
-    torch = self.torch
-    t0 = time.perf_counter()
-    n, b = len(self.x), self.B
-    for _ in range(epochs):
-      perm = torch.argsort(torch.rand(self.S, n, generator=self.order), dim=1)
-      for i in range(self.spe):
-        idx = perm[:, i * b:(i + 1) * b]
-        self.opt.zero_grad(set_to_none=True)
-        loss = stacked_loss(torch, self.forward(self.params, self.buffers, self.x[idx]),
-                            self.y[idx])
-        loss.backward()
-        self.opt.step()
-    dt = time.perf_counter() - t0
-    return {"seconds": dt, "loss": float(loss.detach()) / self.S}
+  def step(self, x, y):
+    self.opt.zero_grad(set_to_none=True)
+    loss = stacked_loss(self.torch, self.forward(self.params, self.buffers, x), y)
+    loss.backward()
+    self.opt.step()
+    return loss
 
 
 def torch_mlp(torch, depth, width, in_dim, classes):
@@ -459,7 +447,7 @@ class TorchLoop:
 
 class Gemm:
   """The machine's fp32 GEMM rate, all cores: numpy's BLAS and XLA (multi-threaded
-  Eigen; the worker is started without jaxdepth's single-thread flag)."""
+  Eigen: this worker never calls devices.use_cpu_cores)."""
 
   def __init__(self, spec):
     import numpy as np

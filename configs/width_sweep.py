@@ -6,8 +6,8 @@ One compiled program per width (3 seeds vmapped). Writes summary.json, layers.cs
 (one row per run and layer) and figures/: layers_by_width_d10.png (per-layer NCC
 train/test accuracy and CDNV, one curve per width) and width_sweep_d10.png (effective
 depth and top-layer NCC accuracy vs H). Runtime: 115 s wall on the 2-core CPU (2 CPU
-devices), measured 2026-12-03. The paper's CONV-10-H, H in {20, 40, 80, 160, 320}, is the variant ':conv'
-(needs jaxdepth.nets.conv and an image dataset, e.g. --config.dataset=cifar10).
+devices), measured 2026-12-03. The paper's CONV-10-H, H in {20, 40, 80, 160, 320}, is
+the variant ':conv' (needs jaxdepth.nets.conv and an image dataset, e.g. --config.dataset=cifar10).
 Expected: wider networks collapse more at every intermediate layer (higher NCC
 accuracy, lower CDNV per layer) and reach NCC separability earlier.
 """

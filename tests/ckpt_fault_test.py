@@ -189,25 +189,32 @@ def test_tensorstore_write_error_gives_errno_and_file():
 
 
 # ------------------------------------------------------------------------ writers
+class _DiskFull:
+  """A file whose every write stores its first ``keep`` bytes, then fails with ENOSPC."""
+
+  def __init__(self, f, keep: int):
+    self.f, self.keep = f, keep
+
+  def __getattr__(self, k):
+    return getattr(self.f, k)
+
+  def write(self, data):
+    self.f.write(data[:self.keep])
+    self.f.flush()
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *a):
+    self.f.close()
+
+
 def test_failed_json_write_keeps_previous_file(tmp_path, monkeypatch):
   p = str(tmp_path / "summary.json")
   writers.write_json(p, {"a": 1})
-
-  class Full:
-    def __init__(self, f):
-      self.f = f
-
-    def write(self, s):
-      self.f.write(s[:3])
-      raise OSError(errno.ENOSPC, "No space left on device")
-
-    def __enter__(self):
-      return self
-
-    def __exit__(self, *a):
-      self.f.close()
-
-  monkeypatch.setattr(writers, "open", lambda *a, **k: Full(open(*a, **k)), raising=False)
+  monkeypatch.setattr(writers, "open", lambda *a, **k: _DiskFull(open(*a, **k), keep=3),
+                      raising=False)
   with pytest.raises(writers.WriteError) as e:
     writers.write_json(p, {"a": 2})
   assert e.value.errno == errno.ENOSPC and e.value.filename == p
@@ -226,26 +233,8 @@ def test_jsonl_failed_append_leaves_no_partial_record(tmp_path, monkeypatch):
   log.write({"step": 2})  # and replaced, not glued to the next one
   assert writers.read_jsonl(p) == [{"step": 1}, {"step": 2}]
   before = open(p).read()
-
-  class Half:
-    def __init__(self, f):
-      self.f = f
-
-    def __getattr__(self, k):
-      return getattr(self.f, k)
-
-    def write(self, b):
-      self.f.write(b[:5])
-      self.f.flush()
-      raise OSError(errno.ENOSPC, "No space left on device")
-
-    def __enter__(self):
-      return self
-
-    def __exit__(self, *a):
-      self.f.close()
-
-  monkeypatch.setattr(writers, "open", lambda *a, **k: Half(open(*a, **k)), raising=False)
+  monkeypatch.setattr(writers, "open", lambda *a, **k: _DiskFull(open(*a, **k), keep=5),
+                      raising=False)
   with pytest.raises(writers.WriteError, match="metrics.jsonl: No space left"):
     log.write({"step": 3})
   monkeypatch.undo()

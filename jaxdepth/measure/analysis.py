@@ -9,13 +9,13 @@ dropped), so wide conv layers never hold a whole dataset's embeddings.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdepth.engine import devices
 from jaxdepth.measure import collapse, rank
 from jaxdepth.nets.base import Network
 
@@ -75,8 +75,7 @@ def host_eigvalsh(g) -> np.ndarray:
   from threadpoolctl import threadpool_limits
   g = np.asarray(g, np.float64)
   flat = g.reshape(-1, *g.shape[-2:])
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-  workers = max(1, min(len(flat), cores or os.cpu_count() or 1))
+  workers = max(1, min(len(flat), devices.cpu_count()))
   with threadpool_limits(1, user_api="blas"):
     if workers == 1:
       ev = _masked_eigvalsh(flat, np)

@@ -97,10 +97,10 @@ def per_layer_figure(runs, path: str, title: str) -> str:
   return plotting.save(fig, path)
 
 
-def sweep_figure(runs, key: str, path: str, eps, title: str) -> str:
+def sweep_figure(runs, key: str, path: str, eps_list, title: str) -> str:
   """Effective depth against ``key`` ('depth' or 'width'): one curve per noise level
-  at ``eps[0]``, or, with a single noise level, one curve per eps."""
-  eps = [str(e) for e in ([eps] if isinstance(eps, (str, float)) else eps)]
+  at the first eps, or, with a single noise level, one curve per eps."""
+  eps = [str(e) for e in eps_list]
   fig, axes = plotting.subplots(2, ncols=2)
   by_noise = _group(_ok(runs), "label_noise")
   for (p,), rs in by_noise.items():
