@@ -64,8 +64,10 @@ def use_cpu_cores(n: int | None = None) -> int:
   jax.config.update("jax_num_cpu_devices", n)
   # Each device is already one core, so XLA's intra-op Eigen threads only contend;
   # with them, how a reduction is split depends on the device count, and CDNV moved
-  # by 1 float32 ulp between 1, 2 and 4 devices. Single-threaded Eigen keeps results
-  # bitwise equal (tests/multiprocess_test.py) at no measured cost. Set here, by the
+  # by 1 float32 ulp between 1, 2 and 4 devices. Single-threaded Eigen removes that
+  # source of difference at no measured cost (per-device batch shapes still compile to
+  # different kernels, so results agree to float32 rounding, not bitwise:
+  # tests/multiprocess_test.py). Set here, by the
   # caller's choice, never at import; a user's own setting of the flag wins.
   flags = os.environ.get("XLA_FLAGS", "")
   if "xla_cpu_multi_thread_eigen" not in flags:
