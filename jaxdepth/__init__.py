@@ -34,7 +34,7 @@ _API = {
     "effective_depth": ("jaxdepth.measure.collapse", "effective_depth"),
     "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
     "load_config": ("jaxdepth.cli", "load_config"),
-    "experiments": ("jaxdepth.engine.registry", "EXPERIMENTS"),
+    "experiments": ("jaxdepth.engine.registry", "names"),
 }
 __all__ = ["run", "__version__", *_API]
 

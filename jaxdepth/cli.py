@@ -17,7 +17,7 @@ import errno
 import os
 import sys
 
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 
 def load_config(path: str, overrides: list[str]):
@@ -71,9 +71,10 @@ def _train(args, overrides) -> int:
   module = experiments.get(name)
   module.validate(config)
   primary = distributed.is_primary()
-  if distributed.process_count() > 1 and name not in experiments.MULTI_PROCESS:
+  if distributed.process_count() > 1 and not experiments.multi_process(name):
+    multi = [n for n in experiments.names() if experiments.multi_process(n)]
     raise ConfigError("experiment", f"{name!r} runs in one process; multi-process jobs "
-                      f"run: {', '.join(experiments.MULTI_PROCESS)}")
+                      f"run: {', '.join(multi)}")
   # Data preparation happens inside module.run: if the run stops on an error before
   # it produced anything (missing dataset, batch_size vs dataset size), what this
   # command created is removed again; a workdir holding a run is never touched.
@@ -105,9 +106,12 @@ def _train(args, overrides) -> int:
 
 def final_report(module, summary: dict, workdir: str) -> str:
   """The headline table of a finished run and the paths of what it wrote."""
+  from jaxdepth import papers
   from jaxdepth.engine import report
-  text = (module.report(summary) if hasattr(module, "report")
-          else report.summary_report(summary))
+  text = (module.report(summary) if hasattr(module, "report") else report.summary_report(
+      summary, coordinates=getattr(module, "COORDINATES", papers.COORDINATES),
+      short=getattr(module, "SHORT_NAMES", papers.SHORT_NAMES),
+      skip=getattr(module, "SKIP_FIELDS", papers.SKIP_FIELDS)))
   lines = [text] if text else []
   n_div = sum(bool(r.get("diverged")) for r in summary.get("runs", ())
               if isinstance(r, dict))

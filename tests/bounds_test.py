@@ -4,6 +4,7 @@ and minimal depths."""
 import numpy as np
 import pytest
 
+from jaxdepth.measure.collapse import effective_depth
 from jaxdepth.papers.minimal_depth import bounds
 
 
@@ -19,9 +20,9 @@ def test_effective_depth_first_hit_and_sentinel():
                   [0.5, 0.5, 0.5, 0.5],      # never: L + 1
                   [0.0, 0.3, 0.0, 0.0],      # non-monotone: first hit is layer 1
                   [0.3, 0.05, 0.2, 0.005]])  # eps=0.1 -> 2, eps=0.01 -> 4
-  np.testing.assert_array_equal(bounds.effective_depth(err, 0.01), [3, 5, 1, 4])
-  np.testing.assert_array_equal(bounds.effective_depth(err, 0.1), [3, 5, 1, 2])
-  assert bounds.effective_depth(np.array([0.01]), 0.01) == 1  # <= eps counts
+  np.testing.assert_array_equal(effective_depth(err, 0.01), [3, 5, 1, 4])
+  np.testing.assert_array_equal(effective_depth(err, 0.1), [3, 5, 1, 2])
+  assert effective_depth(np.array([0.01]), 0.01) == 1  # <= eps counts
 
 
 def test_first_term_and_bound_by_hand():
@@ -164,5 +165,5 @@ def test_error_exactly_at_eps_counts_whatever_the_rounding():
   one_minus = 1.0 - np.float64(np.float32(0.99) - np.float32(4e-8))  # 0.0100000381
   assert k_over_n < 0.01 < one_minus
   err = np.array([[0.5, k_over_n, 0.0], [0.5, one_minus, 0.0]])
-  np.testing.assert_array_equal(bounds.effective_depth(err, 0.01), [2, 2])
-  assert bounds.effective_depth(np.array([0.5, 5 / 400, 0.0]), 0.01) == 3  # 5/400 > eps
+  np.testing.assert_array_equal(effective_depth(err, 0.01, 400), [2, 2])
+  assert effective_depth(np.array([0.5, 5 / 400, 0.0]), 0.01, 400) == 3  # 5/400 > eps

@@ -128,11 +128,11 @@ def test_coincident_means_are_degenerate_not_nan():
 def test_effective_depth_first_and_suffix():
   err = jnp.array([0.5, 0.005, 0.2, 0.0, 0.001])
   assert int(collapse.effective_depth(err, 0.01)) == 2
-  assert int(collapse.effective_depth_suffix(err, 0.01)) == 4
+  assert int(collapse.effective_depth(err, 0.01, suffix=True)) == 4
   assert int(collapse.effective_depth(err, 0.6)) == 1
   never = jnp.array([0.5, 0.4, 0.3])
   assert int(collapse.effective_depth(never, 0.01)) == 4
-  assert int(collapse.effective_depth_suffix(never, 0.01)) == 4
+  assert int(collapse.effective_depth(never, 0.01, suffix=True)) == 4
   both = jax.vmap(collapse.effective_depth, in_axes=(None, 0))(err, jnp.array([0.01, 0.3]))
   np.testing.assert_array_equal(both, [2, 2])
 

@@ -14,7 +14,8 @@ from jaxdepth.papers.minimal_depth import train
 def test_divergence_monitor_reports_each_run_once_grouped(capsys):
   grid = [{"run": i * 2 + g, "seed": g, "label_noise": p}
           for i, p in enumerate((0.0, 0.6)) for g in range(2)]
-  m = report.DivergenceMonitor(grid, where="d=4 w=8")
+  m = report.DivergenceMonitor(grid, where="d=4 w=8", point_fields=("label_noise",),
+                               short={"label_noise": "p"})
   assert m.update([False] * 4, "epoch 10") is None
   line = m.update([False, False, True, True], "epoch 20")
   assert line == ("jaxdepth: warning: d=4 w=8: 2 of 4 runs diverged at epoch 20: "
@@ -91,7 +92,10 @@ def test_final_report_table_and_paths(tmp_path, capfd):
 def test_generic_report_for_other_experiments():
   runs = [{"depth": d, "init_scale": 1e-3, "seed": s, "rel_error": 0.1 * (d + s),
            "t50": [1, 2], "diverged": False} for d in (2, 3) for s in (0, 1)]
-  text = report.summary_report({"runs": runs}).splitlines()
+  from jaxdepth import papers
+  text = report.summary_report({"runs": runs}, coordinates=papers.COORDINATES,
+                               short=papers.SHORT_NAMES,
+                               skip=papers.SKIP_FIELDS).splitlines()
   assert text[0].split() == ["depth", "sigma0", "runs", "rel_error"]
   assert f"{0.25:.3f} ± {np.std([0.2, 0.3], ddof=1):.3f}" in text[2]
   assert report.summary_report({"checks": {"monotone": True}}).splitlines()[2].split() == \

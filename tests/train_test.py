@@ -13,7 +13,8 @@ import pytest
 
 from configs import tiny
 from jaxdepth import cli, data
-from jaxdepth.engine import ckpt, sgd, writers
+from jaxdepth.engine import ckpt, writers
+from jaxdepth.papers import sgd
 from jaxdepth.papers.minimal_depth import train
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 KINDS = ("crop", "flip", "rotate")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxdepth.data.base import Dataset
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 EMBEDDED = ("mnist1d", "gaussian", "digits")
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from jaxdepth.data import idx
 from jaxdepth.data.base import Dataset
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 CIFAR100_STATS = ((0.50708, 0.48655, 0.44092), (0.26733, 0.25644, 0.27615))
 MNIST_STATS = ((0.1307,), (0.3081,))

@@ -33,7 +33,7 @@ from typing import Any
 import orbax.checkpoint as ocp
 
 from jaxdepth.engine import distributed
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 from jaxdepth.engine.writers import WriteError, to_jsonable
 
 log = logging.getLogger("jaxdepth.ckpt")

@@ -19,7 +19,7 @@ import secrets
 
 import numpy as np
 
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 
 class FlagError(ConfigError):

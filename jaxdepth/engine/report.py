@@ -22,9 +22,10 @@ class DivergenceMonitor:
   same grid point (all but the seed) are listed together.
   """
 
-  def __init__(self, grid: Sequence[dict], where: str = "", point_fields=("label_noise",),
-               stream=None, enabled: bool = True):
+  def __init__(self, grid: Sequence[dict], where: str = "", point_fields=(),
+               stream=None, enabled: bool = True, short: dict[str, str] | None = None):
     self.grid, self.where, self.point_fields = list(grid), where, tuple(point_fields)
+    self.short = short or {}
     self.enabled = enabled
     self.seen = np.zeros(len(self.grid), bool)
     self.stream = stream
@@ -41,7 +42,8 @@ class DivergenceMonitor:
       groups.setdefault(tuple(r.get(f) for f in self.point_fields), []).append(r["seed"])
     parts = []
     for point, seeds in groups.items():
-      name = " ".join(f"{_short(f)}={_fmt(v)}" for f, v in zip(self.point_fields, point))
+      name = " ".join(f"{self.short.get(f, f)}={_fmt(v)}"
+                      for f, v in zip(self.point_fields, point))
       word = "seed" if len(seeds) == 1 else "seeds"
       parts.append(f"{name} {word} {', '.join(str(s) for s in seeds)}".strip())
     where = f"{self.where}: " if self.where else ""
@@ -50,10 +52,6 @@ class DivergenceMonitor:
     if self.enabled:
       print(line, file=self.stream or sys.stderr, flush=True)
     return line
-
-
-def _short(field: str) -> str:
-  return {"label_noise": "p", "init_scale": "sigma0", "expansion": "e"}.get(field, field)
 
 
 def _fmt(v: Any) -> str:
@@ -73,14 +71,16 @@ def spread(values: Iterable[float], digits: int = 3) -> str:
 
 
 def grouped(records: Sequence[dict], keys: Sequence[str],
-            columns: dict[str, Callable[[list[dict]], str]]) -> tuple[list[str], list[list[str]]]:
+            columns: dict[str, Callable[[list[dict]], str]],
+            short: dict[str, str] | None = None) -> tuple[list[str], list[list[str]]]:
   """One row per distinct value of ``keys`` (in first-seen order); ``columns`` map a
   header to a function of that group's records (diverged runs included: the column
-  functions decide; :func:`ok` drops them)."""
+  functions decide; :func:`ok` drops them). ``short`` renames key headers."""
+  short = short or {}
   groups: dict[tuple, list[dict]] = {}
   for r in records:
     groups.setdefault(tuple(_hashable(r[k]) for k in keys), []).append(r)
-  headers = [_short(k) for k in keys] + ["runs"] + list(columns)
+  headers = [short.get(k, k) for k in keys] + ["runs"] + list(columns)
   rows = []
   for point, recs in groups.items():
     n_div = sum(bool(r.get("diverged")) for r in recs)
@@ -109,32 +109,33 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   return "\n".join(x.rstrip() for x in out)
 
 
-GRID_KEYS = ("model", "method", "expansion", "depth", "width", "init_scale", "label_noise",
-             "variant")
-SKIP = {"seed", "lr", "stop_step", "wall_s_per_depth", "wall_s", "run", "noise_index"}
-
-
-def scalar_runs_table(runs: Sequence[dict], headline: Sequence[str] | None = None,
-                      max_columns: int = 5) -> str | None:
-  """Generic final table: one row per grid point (the GRID_KEYS present), mean ± std
-  over the non-diverged seeds of ``headline`` fields (default: the scalar numbers)."""
+def scalar_runs_table(runs: Sequence[dict], coordinates: Sequence[str] = (),
+                      headline: Sequence[str] | None = None, max_columns: int = 5,
+                      short: dict[str, str] | None = None,
+                      skip: Sequence[str] = ("seed", "run")) -> str | None:
+  """Generic final table: one row per grid point (the experiment's ``coordinates``
+  present in the records, scalars only), mean ± std over the non-diverged seeds of
+  ``headline`` fields (default: the first scalar numbers not in ``skip``)."""
   if not runs:
     return None
-  keys = [k for k in GRID_KEYS if k in runs[0]
+  keys = [k for k in coordinates if k in runs[0]
           and not isinstance(runs[0][k], (list, tuple)) and not hasattr(runs[0][k], "shape")]
   if headline is None:
     headline = [k for k, v in runs[0].items()
-                if k not in SKIP and k not in keys and isinstance(v, (int, float))
+                if k not in skip and k not in keys and isinstance(v, (int, float))
                 and not isinstance(v, bool)][:max_columns]
   cols = {h: (lambda recs, h=h: spread([r.get(h) for r in ok(recs)])) for h in headline}
-  return table(*grouped(runs, keys, cols))
+  return table(*grouped(runs, keys, cols, short))
 
 
-def summary_report(summary: dict, headline: Sequence[str] | None = None) -> str | None:
-  """The table a finished run prints: runs grouped by grid point, or the checks."""
+def summary_report(summary: dict, headline: Sequence[str] | None = None,
+                   coordinates: Sequence[str] = (), short: dict[str, str] | None = None,
+                   skip: Sequence[str] = ("seed", "run")) -> str | None:
+  """The table a finished run prints: runs grouped by the experiment's coordinates
+  (short header names from ``short``), or the checks."""
   if isinstance(summary.get("runs"), list) and summary["runs"] and \
      isinstance(summary["runs"][0], dict):
-    return scalar_runs_table(summary["runs"], headline)
+    return scalar_runs_table(summary["runs"], coordinates, headline, short=short, skip=skip)
   checks = summary.get("checks")
   if isinstance(checks, dict) and checks:
     return table(["check", "value"], [[k, _fmt(v)] for k, v in checks.items()])

@@ -12,12 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-class ConfigError(ValueError):
-  """A bad config value. ``str(err)`` is the one-line message shown to users."""
-
-  def __init__(self, field: str, message: str):
-    self.field = field
-    super().__init__(f"config.{field}: {message}")
+from jaxdepth.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 def _get(config, field: str) -> Any:

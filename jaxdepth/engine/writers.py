@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 
 # Fields that may change between a run and its resumption without making the
 # stored checkpoints meaningless (they only affect logging and bookkeeping).

@@ -62,11 +62,8 @@ def per_layer(train_feats: Sequence, train_labels, num_classes: int, test=None,
         out["cdnv_test"].append(collapse.cdnv(ft, yt, num_classes))
         out["rank_test"].append(_rank(ft[:rank_samples]))
   out = {k: np.asarray(v, np.float64) for k, v in out.items()}
-  # From integer error counts, as the trainer's analyzer: an error of exactly eps counts.
-  n = y.shape[0]
-  wrong_L = np.rint((1.0 - out["ncc_train_acc"]) * n)
-  out["effective_depth"] = {}
-  for e in eps:
-    ok_L = wrong_L <= np.floor(e * n + 1e-9)
-    out["effective_depth"][e] = int(np.argmax(ok_L) + 1) if ok_L.any() else len(ok_L) + 1
+  # From integer error counts, as the trainer's analyzer (one rule: collapse.EPS_SLACK).
+  err_L = 1.0 - out["ncc_train_acc"]
+  out["effective_depth"] = {e: int(collapse.effective_depth(err_L, e, y.shape[0]))
+                            for e in eps}
   return out

@@ -216,10 +216,9 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     corr_tr = jnp.concatenate(tr["correct"])  # (L, 3): all, clean, corrupted
     corr_te = jnp.concatenate(te["correct"])
     ncc_train = corr_tr[:, 0] / n_tr
-    # Compare integer error counts with eps * n (not 1 - acc in float32, which puts
-    # an error of exactly eps, e.g. 4/400 at 0.01, just above eps).
-    err_count_L = n_tr - corr_tr[:, 0]
-    thresh_E = eps_E * n_tr * (1 + 1e-6)
+    # Error fractions of exact counts; effective_depth rounds them back to counts with
+    # n_tr (not 1 - acc compared in float32, which puts 4/400 just above 0.01).
+    err_L = (n_tr - corr_tr[:, 0]) / n_tr
     # Gram-matrix effective rank of the embeddings of a fixed subset.
     def ranks(data: Batched, src):  # Gram matrices of the first rank_samples examples
       # Padding rows are zeroed: zero rows leave the non-zero singular values as
@@ -248,9 +247,9 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         # Gram matrices per layer; analysis.finalize() turns them into ranks.
         "gram_train": _stack(ranks(train, tr_src)), "gram_test": _stack(ranks(test, te_src)),
         "effective_depth": jax.vmap(
-            lambda t: collapse.effective_depth(err_count_L, t))(thresh_E),
+            lambda e: collapse.effective_depth(err_L, e, n_tr))(eps_E),
         "effective_depth_suffix": jax.vmap(
-            lambda t: collapse.effective_depth_suffix(err_count_L, t))(thresh_E),
+            lambda e: collapse.effective_depth(err_L, e, n_tr, suffix=True))(eps_E),
         "train_loss": tr["loss"] / n_tr, "train_acc": tr["acc"] / n_tr,
         "test_loss": te["loss"] / n_te, "test_acc": te["acc"] / n_te,
     }

@@ -138,16 +138,36 @@ def cdnv(feats_NxD, labels_N, num_classes: int) -> jax.Array:
   return cdnv_from_stats(st.counts_C, st.means_CxD, st.m2_C).value
 
 
-def effective_depth(ncc_train_error_L, eps) -> jax.Array:
-  """First layer (1-based) with NCC train error <= eps; L + 1 when none qualifies."""
-  ok_L = ncc_train_error_L <= eps
+# The one rule for "NCC train error <= eps" (every entry point uses effective_depth):
+# a layer qualifies when its error count k out of N satisfies k <= eps * N * (1 + 1e-6),
+# i.e. k / N <= eps in exact arithmetic. The relative slack absorbs the rounding of
+# eps * N (0.01 * 400 is 4 +- an ulp, and 3.9999999 in float32); it is below one count
+# for any N * eps < 1e6, so an error one sample above eps never qualifies.
+EPS_SLACK = 1e-6
+
+
+def effective_depth(ncc_train_error_L, eps, num_samples=None, *, suffix: bool = False
+                    ) -> jax.Array:
+  """The eps-effective depth: first layer (1-based) whose NCC train error is <= eps;
+  L + 1 when none qualifies (Galanti et al. 2022: d^eps(h) = min{i : err(h_i) <= eps}).
+
+  Args:
+    ncc_train_error_L: (..., L) per-layer NCC train errors as fractions.
+    eps: the threshold (a scalar; may be traced).
+    num_samples: N, the number of samples behind each error. When given, errors are
+      first rounded to integer counts rint(err * N), so float32 rounding of k / N or
+      of 1 - accuracy cannot move an error exactly at eps across it; without it the
+      fractions are compared as given (pass exact fractions then).
+    suffix: instead, the first layer i such that every layer j >= i qualifies.
+  Returns:
+    (...,) int array in 1..L+1. The rule is EPS_SLACK's comment above.
+  """
+  err = jnp.asarray(ncc_train_error_L)
+  if num_samples is None:
+    ok_L = err <= eps * (1 + EPS_SLACK)
+  else:
+    ok_L = jnp.rint(err * num_samples) <= eps * num_samples * (1 + EPS_SLACK)
+  if suffix:
+    ok_L = jnp.flip(jnp.cumprod(jnp.flip(ok_L, -1), axis=-1), -1).astype(bool)
   L = ok_L.shape[-1]
   return jnp.where(ok_L.any(-1), jnp.argmax(ok_L, axis=-1) + 1, L + 1)
-
-
-def effective_depth_suffix(ncc_train_error_L, eps) -> jax.Array:
-  """First layer i such that every layer j >= i has NCC train error <= eps; L+1 if none."""
-  ok_L = ncc_train_error_L <= eps
-  suffix_ok_L = jnp.flip(jnp.cumprod(jnp.flip(ok_L, -1), axis=-1), -1).astype(bool)
-  L = ok_L.shape[-1]
-  return jnp.where(suffix_ok_L.any(-1), jnp.argmax(suffix_ok_L, axis=-1) + 1, L + 1)

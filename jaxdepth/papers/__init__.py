@@ -1,3 +1,13 @@
 """Each paper's experiments, built on the engine, nets, data and measure packages:
 ``minimal_depth`` (Galanti et al. 2022), ``incremental`` (Gissin et al. 2020),
 ``lowrank`` (Huh et al. 2021)."""
+
+# How the papers' run records name their grid: the coordinates a final table groups
+# by (those present in a summary's records), their short headers, and scalar fields
+# that are bookkeeping rather than results. An experiment module may define its own
+# COORDINATES / SHORT_NAMES / SKIP_FIELDS; these are the defaults.
+COORDINATES = ("model", "method", "expansion", "depth", "width", "init_scale",
+               "label_noise", "variant")
+SHORT_NAMES = {"label_noise": "p", "init_scale": "sigma0", "expansion": "e"}
+SKIP_FIELDS = ("seed", "lr", "stop_step", "wall_s_per_depth", "wall_s", "run",
+               "noise_index")

@@ -18,6 +18,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, diagonal, metrics, models, runner
 
+EXPERIMENT = "incremental.circular_conv"
+
 FIELDS = ("d", "n", "n_test", "teacher_freqs", "loss", "threshold", "top_k", "svm")
 
 

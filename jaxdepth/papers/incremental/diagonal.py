@@ -19,6 +19,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, metrics, models, runner
 
+EXPERIMENT = "incremental.diagonal"
+
 FIELDS = ("d", "n", "n_test", "teacher", "loss", "threshold", "top_k", "svm")
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, metrics, models, runner
 
+EXPERIMENT = "incremental.matrix_sensing"
+
 FIELDS = ("d", "m", "targets", "init", "top_k")
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, metrics, models, runner
 
+EXPERIMENT = "incremental.omp"
+
 FIELDS = ("d", "n", "sparsity", "value_scale", "threshold", "omp_tol")
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, metrics, models, runner
 
+EXPERIMENT = "incremental.quadratic"
+
 FIELDS = ("d", "n", "n_test", "targets", "bias_modes", "top_k")
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import common, critical, metrics, models, runner
 
+EXPERIMENT = "incremental.toy"
+
 FIELDS = ("targets", "lr_factor", "critical_ratios", "critical_depths", "critical_eps")
 
 

@@ -22,6 +22,8 @@ from jaxdepth.engine import writers
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
 
+EXPERIMENT = "lowrank.init_rank"
+
 ACTIVATIONS = {
     "linear": lambda h: h, "relu": jax.nn.relu, "tanh": jnp.tanh,
     "leaky_relu": jax.nn.leaky_relu, "gelu": jax.nn.gelu, "selu": jax.nn.selu,

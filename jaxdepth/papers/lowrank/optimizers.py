@@ -21,6 +21,8 @@ from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.lowrank import regression as reg
 
+EXPERIMENT = "lowrank.optimizers"
+
 OPTIMIZERS = ("sgd", "nesterov", "adam", "lbfgs", "random_search", "es")
 GRADIENT_FREE = ("random_search", "es")
 FIELDS = ("experiment", "dim", "target_rank", "n_train", "n_test", "depths",

@@ -28,12 +28,14 @@ import numpy as np
 from jaxdepth import data, nets
 from jaxdepth.engine import ckpt, metrics, plotting, writers
 from jaxdepth.engine import validate as V
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.minimal_depth import train
+
+EXPERIMENT = "lowrank.overparam"
 
 FAMILY = "overparam"
 

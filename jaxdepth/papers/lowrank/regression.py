@@ -21,6 +21,8 @@ from jaxdepth.engine import devices, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 
+EXPERIMENT = "lowrank.regression"
+
 FIELDS = ("experiment", "dim", "targets", "target_rank", "n_train", "n_test", "depths",
           "inits", "init_rank", "steps", "lr", "lr_scaling", "num_seeds", "seed",
           "log_every", "progress")

@@ -19,6 +19,8 @@ from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
 
+EXPERIMENT = "lowrank.volume"
+
 FIELDS = ("experiment", "n", "depths", "draws", "distribution", "thresholds", "seed",
           "bins", "progress")
 

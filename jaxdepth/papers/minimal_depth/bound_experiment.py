@@ -25,10 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import data, nets
-from jaxdepth.engine import ckpt, devices, loop, sgd, writers
+from jaxdepth.engine import ckpt, devices, loop, writers
+from jaxdepth.papers import sgd
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers.minimal_depth import bounds, train
+
+EXPERIMENT = "bound"
 
 FORMAT = 1  # checkpoint layout version read by bound_main
 FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnorm",
@@ -290,6 +293,7 @@ def run(config, workdir: str) -> dict:
     r["num_corrupted"] = int(samples["corrupted"][k["draw"], k["p_index"]].sum())
   ce, ne, te = errors_by_draw(config, clean_recs, noisy_recs)
   table = bounds.bound_rows(ce, ne, te, bounds.trained_ps(config), config.alpha, config.eps,
+                            n_clean=config.m, n_noisy=2 * config.m,
                             extra={"dataset": ds.name,
                                    "architecture": f"{config.family}-{config.depth}-"
                                                    f"{config.width}"})

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxdepth import nets
 from jaxdepth.engine import ckpt, writers
-from jaxdepth.engine.validate import ConfigError
+from jaxdepth.errors import ConfigError
 from jaxdepth.measure import analysis
 from jaxdepth.papers.minimal_depth import bounds
 
@@ -228,7 +228,8 @@ def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict
            "n_noisy": cfg["num_noisy_seeds"]}
   rows = bounds.bound_rows(clean, noisy[:, js], test, [ps[j] for j in js],
                            alpha or cfg["alpha"], eps or cfg["eps"],
-                           num_layers=clean.shape[-1], extra=extra)
+                           num_layers=clean.shape[-1], extra=extra,
+                           n_clean=cfg["m"], n_noisy=2 * cfg["m"])
   return rows, rec
 
 

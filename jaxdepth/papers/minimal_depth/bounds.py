@@ -19,15 +19,16 @@ Prop. 1 needs 0 < p < 1/2. p = 0 is the *control* (config ``control=True``): the
 points; its row reports the first term (expected near 1: clean nets are as deep as
 the clean task needs) and no bound.
 
-Pure functions of plain arrays: no JAX, no checkpoints (``trained_ps`` reads a config
-mapping).
+Functions of plain arrays: no checkpoints (``trained_ps`` reads a config mapping).
+Effective depths come from the one definition, ``measure.collapse.effective_depth``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-ERR_TOL = 1e-6
+from jaxdepth.measure.collapse import effective_depth as _effective_depth
+
 CI_LEVEL = 0.95  # Clopper-Pearson level of the first-term interval
 P_MAX = 0.5      # Prop. 1: p < 1/2
 
@@ -53,27 +54,7 @@ def clopper_pearson(k, n, level: float = CI_LEVEL) -> tuple[float, float]:
   a = 1.0 - level
   lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
   hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-  return lo, hi  # float32 rounding of k/N: an error within this of eps counts as <= eps
-
-
-def effective_depth(err_RxL, eps: float) -> np.ndarray:
-  """First layer (1-based) whose NCC train error is <= eps; L + 1 if none (spec §5.1).
-
-  d^eps_S(h) = min { i in 1..L : err_S(h_i) <= eps }.
-
-  Errors are fractions k/N computed in float32 (as 1 - acc or as k/N), so an error
-  exactly at eps (e.g. 4/400 at eps=0.01) can land on either side of eps in float64;
-  a tolerance of 1e-6 (far below 1/N for any N <= 1e5) makes both count as <= eps.
-
-  Args:
-    err_RxL: (..., L) per-layer NCC train errors.
-    eps: threshold.
-  Returns:
-    (...,) int array in 1..L+1.
-  """
-  ok = np.asarray(err_RxL, np.float64) <= eps + ERR_TOL
-  L = ok.shape[-1]
-  return np.where(ok.any(-1), ok.argmax(-1) + 1, L + 1).astype(np.int64)
+  return lo, hi
 
 
 def clean_depth(depth_KxG) -> np.ndarray:
@@ -99,7 +80,8 @@ def bound(first_term_P, p_P, alpha: float) -> np.ndarray:
 
 
 def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps_list,
-               num_layers: int | None = None, extra: dict | None = None) -> list[dict]:
+               num_layers: int | None = None, extra: dict | None = None,
+               n_clean: int | None = None, n_noisy: int | None = None) -> list[dict]:
   """The report table of spec §9.6: one row per (eps, p, alpha).
 
   Args:
@@ -108,6 +90,8 @@ def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps
     test_err_KxG: network test errors of the clean runs.
     ps, alphas, eps_list: the grid to report.
     extra: columns copied into every row (dataset, architecture, m, ...).
+    n_clean, n_noisy: sizes of S1 and of S1 u S2 (m and 2m): the errors are counts
+      out of these (see measure.collapse.effective_depth); None for exact fractions.
   Returns:
     list of dicts with mean_test_error, test_error_std, eps, p, alpha, control
     (p == 0), mean_clean_depth, mean_min_depth, first_term, first_term_count (of K),
@@ -123,8 +107,8 @@ def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps
   L = clean.shape[-1] if num_layers is None else num_layers
   rows = []
   for eps in eps_list:
-    d_KxG = effective_depth(clean, eps)
-    dn_KxPxG = effective_depth(noisy, eps)
+    d_KxG = np.asarray(_effective_depth(clean, eps, n_clean), np.int64)
+    dn_KxPxG = np.asarray(_effective_depth(noisy, eps, n_noisy), np.int64)
     dmin_KxP = minimal_depth(dn_KxPxG)
     t_P = first_term(d_KxG, dn_KxPxG)
     mean_dmin_P = dmin_KxP.mean(0)

@@ -20,11 +20,15 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import ckpt, devices, distributed, loop, metrics, sgd, writers
+from jaxdepth.engine import ckpt, devices, distributed, loop, metrics, writers
 from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import validate as V
-from jaxdepth.engine.sgd import RunKeys, TrainState
+from jaxdepth.papers import sgd
+from jaxdepth.papers.sgd import RunKeys, TrainState
 from jaxdepth.measure import analysis
+
+EXPERIMENT = "collapse"
+MULTI_PROCESS = True  # its run grid may span several JAX processes
 
 ANALYSIS_CACHE_BYTES = 1 << 30
 
@@ -224,8 +228,9 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   meta_base = {"config": writers.config_to_dict(config), "depth": depth, "width": width,
                "runs": grid, "steps_per_epoch": prog.steps_per_epoch,
                "num_corrupted": place.gather(chosen.sum(1)).tolist()}
-  monitor = report_lib.DivergenceMonitor(grid, where=f"d={depth} w={width}",
-                                         enabled=distributed.is_primary())
+  monitor = report_lib.DivergenceMonitor(
+      grid, where=f"d={depth} w={width}", point_fields=("label_noise",),
+      short={"label_noise": "p"}, enabled=distributed.is_primary())
   result = {}
 
   def evaluate(state, epoch):
@@ -356,4 +361,5 @@ def report(summary: dict) -> str:
               [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])}
   cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
   keys = [k for k in ("depth", "width") if len({r[k] for r in summary["runs"]}) > 1]
-  return report_lib.table(*report_lib.grouped(summary["runs"], keys + ["label_noise"], cols))
+  return report_lib.table(*report_lib.grouped(summary["runs"], keys + ["label_noise"], cols,
+                                              short={"label_noise": "p"}))

@@ -1,7 +1,9 @@
 """The SGD training segment shared by the supervised experiments (collapse, bound,
 over-parameterization): train state, schedules, optimizer, one epoch as a scan.
 
-Everything here is per run; the engine vmaps it over the run axis.
+Everything here is per run; the experiments vmap it over their run axis. It reads the
+supervised experiments' optimizer fields (lr, momentum, weight_decay, schedule, ...),
+so it lives with the papers, not in the engine.
 """
 
 from __future__ import annotations

@@ -1,0 +1,12 @@
+"""Errors every layer may raise (a leaf module: it imports nothing of jaxdepth)."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+  """A bad config value. ``str(err)`` is the one-line message shown to users:
+  ``config.FIELD: what is wrong (allowed: ...)``."""
+
+  def __init__(self, field: str, message: str):
+    self.field = field
+    super().__init__(f"config.{field}: {message}")
