@@ -3,8 +3,9 @@
 An experiment supplies one jitted, donated *segment* over all its runs (an SGD epoch,
 a block of full-batch GD steps) and hooks (evaluate, checkpoint) that run every
 ``period`` segments and after the last one. The segment's own outputs (a loss per
-run, logged records) are fetched one segment late, after the next segment has been
-dispatched, so the host never stalls the device (nanodo's pattern).
+run, logged records, a "finished" flag per run) are fetched one segment late, after
+the next segment has been dispatched, so the host never stalls the device (nanodo's
+pattern); ``stop`` is decided on those fetched outputs, never on the device state.
 
   state, done = loop.run(state, segment, start=0, total=epochs, bar=bar,
                          steps_per_segment=spe, hooks=[Hook(eval_every, evaluate),
@@ -39,28 +40,39 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, start: int, to
       and after the last segment (also when ``stop`` ends the loop early).
     on_output: receives each segment's output as host numpy, one segment late, and
       the last one at the end.
-    stop: ``state -> bool`` checked after each segment (e.g. every run frozen).
+    stop: ``host output -> bool``, evaluated on each segment's fetched output, one
+      segment late like ``on_output`` (e.g. "every run finished"): the host never
+      waits on the device between segments. When it says stop for segment i's
+      output, segment i+1 has already been dispatched; its state is kept (an
+      experiment makes a segment after its runs finished a no-op, e.g. frozen runs)
+      and its output is dropped, so results are those of segments start..i, and the
+      count returned is i+1.
     fetch: brings an output to the host (default ``jax.device_get``; a sharded
       experiment passes ``Placement.gather``, which also drops padded runs).
   """
   fetch = fetch or (lambda t: jax.tree.map(np.asarray, jax.device_get(t)))
-  pending, done = None, start
+  pending, done, stopped = None, start, False
   for i in range(start, total):
     state, out = segment(state, i)
-    if pending is not None and on_output is not None:
-      on_output(fetch(pending))
-    pending = out
+    if pending is not None:  # segment i-1's output, while segment i runs
+      host = fetch(pending)
+      if on_output is not None:
+        on_output(host)
+      stopped = stop is not None and bool(stop(host))
+    pending = None if stopped else out
     if bar is not None:
       bar.update(steps_per_segment)
-    done = i + 1
-    last = done == total or (stop is not None and stop(state))
+    done = i if stopped else i + 1
+    last = stopped or done == total
     for h in hooks:
       if last or done % h.period == 0:
         h.fn(state, done)
     if last:
       break
-  if pending is not None and on_output is not None:
-    on_output(fetch(pending))
+  if pending is not None:
+    host = fetch(pending)
+    if on_output is not None:
+      on_output(host)
   return state, done
 
 

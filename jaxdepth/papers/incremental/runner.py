@@ -125,7 +125,8 @@ def make_fns(problem: Problem, *, record_every: int, evals_per_log: int, logs_pe
       return st, (problem.loss(st.params, data), logged_ExJ[-1])
 
     per_log = record_every * evals_per_log
-    return jax.lax.scan(log_body, st, t0 + per_log * jnp.arange(logs_per_segment))
+    st, out = jax.lax.scan(log_body, st, t0 + per_log * jnp.arange(logs_per_segment))
+    return st, (*out, st.done | st.diverged)  # finished: read by the loop's stop
 
   init_v = jax.vmap(jax.vmap(init_single, in_axes=(None, 0, None, None)),
                     in_axes=(0, None, 0, None))
@@ -184,10 +185,12 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
     losses.append(recs[0])
     logged.append(recs[1])
 
+  # Every run finished (converged or diverged): decided on the fetched outputs, one
+  # segment late; the segment dispatched meanwhile leaves frozen runs unchanged.
   st, segments = loop.run(
       st, lambda st, i: seg_fn(st, data, thr_AxK, lr, i * per_segment), start=0,
       total=num_logs // lps, bar=bar, steps_per_segment=per_segment, on_output=collect,
-      fetch=place.gather, stop=lambda st: bool(np.all(place.gather(st.done | st.diverged))))
+      fetch=place.gather, stop=lambda out: bool(np.all(out[2])))
   bar.close()
   t0 = segments * per_segment
   st = place.gather(st)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth.engine import validate as V
-from jaxdepth.engine import writers
+from jaxdepth.engine import metrics, writers
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
 
@@ -97,7 +97,8 @@ def run(config, workdir: str) -> dict:
   x = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), 1),
                                    (config.n_points, config.d_in)), np.float64)
   k_init = jax.random.fold_in(jax.random.key(config.seed), 0)
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
+  log = metrics.MetricsLog(workdir, ("depth",))
   rho = {a: np.zeros((config.draws, len(depths))) for a in acts}  # (draws, D)
   bar = writers.progress(len(depths), "init_rank", enabled=config.progress)
   for i, d in enumerate(depths):
@@ -105,7 +106,7 @@ def run(config, workdir: str) -> dict:
                   config.distribution, config.draws, config.center, max(depths))
     for a in acts:
       rho[a][:, i] = r[a]
-    log.write({"step": i, "depth": d, **{f"rho_{a}": float(r[a].mean()) for a in acts}})
+    log.stream(depth=d).write({"step": i, **{f"rho_{a}": float(r[a].mean()) for a in acts}})
     bar.update(1)
   bar.close()
   per_act = {a: {str(d): {"mean_rho": float(rho[a][:, i].mean()),

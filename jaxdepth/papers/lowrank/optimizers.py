@@ -16,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import devices, writers
+from jaxdepth.engine import devices, metrics, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.lowrank import regression as reg
@@ -85,7 +85,8 @@ def run(config, workdir: str) -> dict:
   problems = jax.tree.map(lambda *a: jax.numpy.stack(a), *probs)
   keys = jax.random.split(jax.random.fold_in(root, 99), config.num_seeds)
   rho_star = common.rho64(problems.w_star)
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
+  log = metrics.MetricsLog(workdir, ("optimizer", "depth"))
   res = {o: {k: np.zeros((config.num_seeds, len(depths)))
              for k in ("rho_final", "train_loss", "test_loss")} for o in opts}
   bar = writers.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
@@ -94,8 +95,8 @@ def run(config, workdir: str) -> dict:
       w, train, test = fit_depth(config, o, d, problems, keys)
       res[o]["rho_final"][:, i] = common.rho64(w)
       res[o]["train_loss"][:, i], res[o]["test_loss"][:, i] = train, test
-      log.write({"step": i, "optimizer": o, "depth": d,
-                 **{k: v[:, i] for k, v in res[o].items()}})
+      log.stream(optimizer=o, depth=d).write(
+          {"step": i, **{k: v[:, i] for k, v in res[o].items()}})
       bar.update(1)
   bar.close()
   summary = {

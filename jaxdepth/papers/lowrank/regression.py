@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import devices, writers
+from jaxdepth.engine import devices, metrics, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 
@@ -96,7 +96,8 @@ def run(config, workdir: str) -> dict:
   low_rank_R = jnp.array([r["init"] == "low_rank" for r in runs])
   keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 99), len(runs))
   rho_star = common.rho64(problems.w_star)
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
+  log = metrics.MetricsLog(workdir, ("depth",))
   R, D = len(runs), len(depths)
   res = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss", "test_loss")}
   bar = writers.progress(D, "regression", enabled=config.progress)
@@ -106,9 +107,9 @@ def run(config, workdir: str) -> dict:
                                         config.log_every, config.init_rank)
     res["rho_init"][:, i], res["rho_final"][:, i] = common.rho64(w0), common.rho64(w)
     res["train_loss"][:, i], res["test_loss"][:, i] = loss_RxT[:, -1], test
+    stream = log.stream(depth=d)
     for t in range(loss_RxT.shape[1]):
-      log.write({"step": (t + 1) * config.log_every, "depth": d,
-                 "train_loss": loss_RxT[:, t]})
+      stream.write({"step": (t + 1) * config.log_every, "train_loss": loss_RxT[:, t]})
     bar.update(1)
   bar.close()
   summary = _summarize(config, runs, res, rho_star)

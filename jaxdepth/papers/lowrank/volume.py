@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import plotting, writers
+from jaxdepth.engine import metrics, plotting, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
@@ -71,7 +71,8 @@ _sample_jit = jax.jit(_sample_impl, static_argnums=(2, 3, 4, 5))
 def run(config, workdir: str) -> dict:
   depths, taus = tuple(config.depths), tuple(config.thresholds)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
-  log = writers.JsonlWriter(os.path.join(workdir, "metrics.jsonl"))
+  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
+  log = metrics.MetricsLog(workdir, ("depth",))
   rhos, per_depth, rows = {}, {}, []
   bar = writers.progress(len(depths), "volume", enabled=config.progress)
   for i, d in enumerate(depths):
@@ -81,7 +82,7 @@ def run(config, workdir: str) -> dict:
     frac = [float(np.mean(r < t)) for t in taus]
     per_depth[str(d)] = {"mean_rho": float(r.mean()), "std_rho": float(r.std()),
                          "erank_mean": float(np.exp(r).mean()), "frac_below": frac}
-    log.write({"step": i, "depth": d, **per_depth[str(d)]})
+    log.stream(depth=d).write({"step": i, **per_depth[str(d)]})
     rows += [{"depth": d, "draw": j, "rho": float(v)} for j, v in enumerate(r)]
     bar.update(1)
   bar.close()
