@@ -31,6 +31,7 @@ _API = {
     "ncc_accuracy": ("jaxdepth.measure.collapse", "ncc_accuracy"),
     "class_means": ("jaxdepth.measure.collapse", "class_means"),
     "cdnv": ("jaxdepth.measure.collapse", "cdnv"),
+    "collapse_metrics": ("jaxdepth.measure.nc", "collapse_metrics"),
     "effective_depth": ("jaxdepth.measure.collapse", "effective_depth"),
     "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
     "load_config": ("jaxdepth.cli", "load_config"),

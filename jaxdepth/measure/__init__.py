@@ -1,12 +1,14 @@
 """Measurements on embeddings: NCC accuracy, CDNV, effective depth (collapse.py),
-effective rank (rank.py), and the streamed per-layer analyzer of a network
-(analysis.py, used by the trainers).
+the neural-collapse metrics NC1-NC4 (nc.py: ``collapse_metrics``), effective rank
+(rank.py), and the streamed per-layer analyzer of a network (analysis.py, used by the
+trainers).
 
 ``per_layer`` measures any list of embeddings, e.g. a notebook's own model:
 
   from jaxdepth import measure
   m = measure.per_layer([h1_train, h2_train], y_train, 10, test=([h1_test, h2_test], y_test))
   m["ncc_train_acc"], m["cdnv_train"], m["effective_depth"][0.01]
+  nc = measure.collapse_metrics(h_train, y_train, 10, classifier=W, predictions=pred)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth.measure import collapse, rank
+from jaxdepth.measure.nc import collapse_metrics as collapse_metrics  # public re-export
 
 
 def _rank(f) -> float:

@@ -115,20 +115,39 @@ def class_stats(feats_NxD, labels_N, num_classes: int, mask_N=None) -> ClassStat
 
 
 def class_means(feats_NxD, labels_N, num_classes: int):
-  """(C, D) class means mu_c = (1/N_c) sum_{y_i = c} f(x_i); zeros for empty classes."""
+  """(C, D) class means mu_c = (1/N_c) sum_{y_i = c} f(x_i); NaN rows for empty classes.
+
+  The all-NaN row marks a class absent from the sample (its mean is undefined), so that
+  ``ncc_predict(f, class_means(f, y, C))`` leaves it out of the vote without counts. A
+  zero row would be a centre at the origin that wins for samples near it (issue 22).
+  """
   st = class_stats(feats_NxD, labels_N, num_classes)
-  return jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None], 0.0)
+  return jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None], jnp.nan)
+
+
+def present_classes(means_CxD, counts_C=None):
+  """(C,) bool: count > 0, or without counts, a mean row that is not all NaN."""
+  if counts_C is None:
+    return ~jnp.all(jnp.isnan(means_CxD), axis=1)
+  return counts_C > 0
 
 
 def ncc_predict(feats_NxD, means_CxD, counts_C=None):
-  """argmin_c |f(x) - mu_c| (ties to the lowest index); classes with count 0 never win."""
-  counts_C = jnp.ones(means_CxD.shape[0]) if counts_C is None else counts_C
-  ref_D = jnp.mean(means_CxD, axis=0)
-  return jnp.argmax(ncc_scores(feats_NxD, means_CxD - ref_D[None], counts_C, ref_D), axis=1)
+  """argmin_c |f(x) - mu_c| over the present classes (ties to the lowest index).
+
+  Absent classes never win: count 0 when ``counts_C`` is given, else an all-NaN row
+  (as ``class_means`` returns for empty classes). Without counts, a user's zero row is
+  a centre at the origin: pass counts to exclude it.
+  """
+  present_C = present_classes(means_CxD, counts_C)
+  means_CxD = jnp.where(present_C[:, None], means_CxD, 0.0)
+  ref_D = means_CxD.sum(0) / jnp.maximum(present_C.sum(), 1)
+  return jnp.argmax(ncc_scores(feats_NxD, means_CxD - ref_D[None], present_C, ref_D), axis=1)
 
 
 def ncc_accuracy(feats_NxD, labels_N, means_CxD, counts_C=None):
-  """Fraction of samples whose nearest class mean is their label."""
+  """Fraction of samples whose nearest class mean is their label (absent classes as in
+  ``ncc_predict``: never the nearest)."""
   return jnp.mean(ncc_predict(feats_NxD, means_CxD, counts_C) == labels_N)
 
 
