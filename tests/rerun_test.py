@@ -42,3 +42,29 @@ def test_rerun_leaves_metrics_and_summary_unchanged(tmp_path, config, extra):
   assert len(lines) == len(set(lines)) == len(metrics.splitlines())
   assert "\n".join(lines) + "\n" == metrics
   assert _strip(json.load(open(os.path.join(wd, "summary.json")))) == _strip(summary)
+
+
+def test_workdir_layouts(tmp_path, capsys):
+  """config.json carries the layout version; an unversioned (older) workdir is read,
+  a newer one is refused with one line and left byte for byte as it was."""
+  from jaxdepth.engine import writers
+  wd = str(tmp_path / "w")
+  args = ["train", "--config", "configs/lowrank/volume.py:tiny", "--workdir", wd]
+  assert cli.main(args) == 0
+  cfg_path = os.path.join(wd, "config.json")
+  cfg = json.load(open(cfg_path))
+  assert cfg["_schema"] == writers.SCHEMA
+  del cfg["_schema"]                       # as written before versioning: layout 1
+  json.dump(cfg, open(cfg_path, "w"))
+  assert cli.main(args) == 0
+  json.dump({**cfg, "_schema": writers.SCHEMA + 1}, open(cfg_path, "w"))
+  before = {f: open(os.path.join(wd, f), "rb").read() for f in sorted(os.listdir(wd))
+            if os.path.isfile(os.path.join(wd, f))}
+  capsys.readouterr()
+  assert cli.main(args) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("jaxdepth: error: config.workdir: ") and "newer jaxdepth" in err[-1]
+  assert "upgrade jaxdepth or use a new --workdir" in err[-1]
+  after = {f: open(os.path.join(wd, f), "rb").read() for f in sorted(os.listdir(wd))
+           if os.path.isfile(os.path.join(wd, f))}
+  assert after == before

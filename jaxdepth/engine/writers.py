@@ -97,16 +97,36 @@ def config_to_dict(config) -> dict:
   return json.loads(json.dumps(to_jsonable(d)))
 
 
+# The workdir layout (config.json, checkpoints, metrics.jsonl) this jaxdepth writes.
+# config.json and every checkpoint's metadata carry it as "_schema"; a workdir without
+# it was written before versioning (layout 1, which this version reads unchanged). A
+# newer layout than this is refused, never misread. Bump it when a change makes old
+# workdirs unreadable, and teach check_schema what to say about the old ones.
+SCHEMA = 2
+SCHEMA_KEY = "_schema"
+
+
+def check_schema(found, where: str) -> None:
+  """Refuse a workdir (or checkpoint) written by a newer layout than this one."""
+  found = 1 if found is None else found
+  if not isinstance(found, int) or found > SCHEMA:
+    raise ConfigError("workdir", f"{where} was written by a newer jaxdepth (workdir "
+                      f"layout {found!r}; this version reads layouts 1 to {SCHEMA}); "
+                      "upgrade jaxdepth or use a new --workdir")
+
+
 def prepare_workdir(workdir: str, config) -> bool:
   """Create ``workdir`` and write ``config.json``; returns True when resuming.
 
   A workdir that already holds a run of a different config is refused with a
-  ConfigError naming the first differing field; nothing there is touched.
+  ConfigError naming the first differing field, and one of a newer layout (``_schema``)
+  with one line saying what to do; nothing there is touched.
   """
   new = config_to_dict(config)
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     old = read_json(path)
+    check_schema(old.pop(SCHEMA_KEY, None), workdir)
     for key in sorted(set(old) | set(new)):
       if key in RESUME_SAFE_FIELDS:
         continue
@@ -119,7 +139,7 @@ def prepare_workdir(workdir: str, config) -> bool:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise WriteError(e.errno, e.strerror, workdir) from None
-  write_json(path, new)
+  write_json(path, {**new, SCHEMA_KEY: SCHEMA})
   return False
 
 
