@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth.engine import validate as V
-from jaxdepth.engine import metrics, writers
+from jaxdepth.engine import loop, metrics, writers
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
 
@@ -101,13 +101,21 @@ def run(config, workdir: str) -> dict:
   log = metrics.MetricsLog(workdir, ("depth",))
   rho = {a: np.zeros((config.draws, len(depths))) for a in acts}  # (draws, D)
   bar = writers.progress(len(depths), "init_rank", enabled=config.progress)
-  for i, d in enumerate(depths):
-    r = gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,
-                  config.distribution, config.draws, config.center, max(depths))
+  def segment(state, i):  # one depth per segment of the engine's loop
+    d = depths[i]
+    return state, (i, gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,
+                                config.distribution, config.draws, config.center,
+                                max(depths)))
+
+  def collect(out):
+    i, r = out
     for a in acts:
       rho[a][:, i] = r[a]
-    log.stream(depth=d).write({"step": i, **{f"rho_{a}": float(r[a].mean()) for a in acts}})
-    bar.update(1)
+    log.stream(depth=depths[i]).write(
+        {"step": i, **{f"rho_{a}": float(r[a].mean()) for a in acts}})
+
+  loop.run(None, segment, start=0, total=len(depths), bar=bar, on_output=collect,
+           fetch=lambda out: out)
   bar.close()
   per_act = {a: {str(d): {"mean_rho": float(rho[a][:, i].mean()),
                           "std_rho": float(rho[a][:, i].std())}

@@ -16,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import devices, metrics, writers
+from jaxdepth.engine import devices, loop, metrics, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.lowrank import regression as reg
@@ -90,14 +90,21 @@ def run(config, workdir: str) -> dict:
   res = {o: {k: np.zeros((config.num_seeds, len(depths)))
              for k in ("rho_final", "train_loss", "test_loss")} for o in opts}
   bar = writers.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
-  for o in opts:
-    for i, d in enumerate(depths):
-      w, train, test = fit_depth(config, o, d, problems, keys)
-      res[o]["rho_final"][:, i] = common.rho64(w)
-      res[o]["train_loss"][:, i], res[o]["test_loss"][:, i] = train, test
-      log.stream(optimizer=o, depth=d).write(
-          {"step": i, **{k: v[:, i] for k, v in res[o].items()}})
-      bar.update(1)
+  grid = [(o, i) for o in opts for i in range(len(depths))]
+
+  def segment(state, j):  # one (optimizer, depth) per segment of the engine's loop
+    o, i = grid[j]
+    return state, (o, i, fit_depth(config, o, depths[i], problems, keys))
+
+  def collect(out):
+    o, i, (w, train, test) = out
+    res[o]["rho_final"][:, i] = common.rho64(w)
+    res[o]["train_loss"][:, i], res[o]["test_loss"][:, i] = train, test
+    log.stream(optimizer=o, depth=depths[i]).write(
+        {"step": i, **{k: v[:, i] for k, v in res[o].items()}})
+
+  loop.run(None, segment, start=0, total=len(grid), bar=bar, on_output=collect,
+           fetch=lambda out: out)
   bar.close()
   summary = {
       "experiment": config.experiment, "depths": list(depths), "dim": config.dim,

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import devices, metrics, writers
+from jaxdepth.engine import devices, loop, metrics, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 
@@ -101,16 +101,22 @@ def run(config, workdir: str) -> dict:
   R, D = len(runs), len(depths)
   res = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss", "test_loss")}
   bar = writers.progress(D, "regression", enabled=config.progress)
-  for i, d in enumerate(depths):
+  def segment(state, i):  # one depth per segment of the engine's loop
+    d = depths[i]
     lr = config.lr / d if config.lr_scaling == "inverse_depth" else config.lr
-    w0, w, loss_RxT, test = train_depth(d, problems, keys, low_rank_R, lr, config.steps,
-                                        config.log_every, config.init_rank)
+    return state, (i, train_depth(d, problems, keys, low_rank_R, lr, config.steps,
+                                  config.log_every, config.init_rank))
+
+  def collect(out):
+    i, (w0, w, loss_RxT, test) = out
     res["rho_init"][:, i], res["rho_final"][:, i] = common.rho64(w0), common.rho64(w)
     res["train_loss"][:, i], res["test_loss"][:, i] = loss_RxT[:, -1], test
-    stream = log.stream(depth=d)
+    stream = log.stream(depth=depths[i])
     for t in range(loss_RxT.shape[1]):
       stream.write({"step": (t + 1) * config.log_every, "train_loss": loss_RxT[:, t]})
-    bar.update(1)
+
+  loop.run(None, segment, start=0, total=D, bar=bar, on_output=collect,
+           fetch=lambda out: out)
   bar.close()
   summary = _summarize(config, runs, res, rho_star)
   summary["figures"] = [_figure(workdir, config, runs, res, rho_star)]

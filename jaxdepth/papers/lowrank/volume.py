@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import metrics, plotting, writers
+from jaxdepth.engine import loop, metrics, plotting, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
@@ -75,16 +75,24 @@ def run(config, workdir: str) -> dict:
   log = metrics.MetricsLog(workdir, ("depth",))
   rhos, per_depth, rows = {}, {}, []
   bar = writers.progress(len(depths), "volume", enabled=config.progress)
-  for i, d in enumerate(depths):
-    r = sample_rhos(jax.random.fold_in(key, d), d, config.n, config.draws,
-                    config.distribution, max(depths))
+
+  def segment(state, i):  # one depth per segment of the engine's loop
+    d = depths[i]
+    return state, (i, sample_rhos(jax.random.fold_in(key, d), d, config.n, config.draws,
+                                  config.distribution, max(depths)))
+
+  def collect(out):
+    i, r = out
+    d = depths[i]
     rhos[d] = r
     frac = [float(np.mean(r < t)) for t in taus]
     per_depth[str(d)] = {"mean_rho": float(r.mean()), "std_rho": float(r.std()),
                          "erank_mean": float(np.exp(r).mean()), "frac_below": frac}
     log.stream(depth=d).write({"step": i, **per_depth[str(d)]})
-    rows += [{"depth": d, "draw": j, "rho": float(v)} for j, v in enumerate(r)]
-    bar.update(1)
+    rows.extend({"depth": d, "draw": j, "rho": float(v)} for j, v in enumerate(r))
+
+  loop.run(None, segment, start=0, total=len(depths), bar=bar, on_output=collect,
+           fetch=lambda out: out)
   bar.close()
   writers.write_csv(os.path.join(workdir, "rho_draws.csv"), rows)
   means = [per_depth[str(d)]["mean_rho"] for d in depths]
