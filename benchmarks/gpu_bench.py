@@ -19,7 +19,8 @@ attribute-dict config instead of an ml_collections ConfigDict, on synthetic data
 does not depend on the values), so neither ml-collections, mnist1d nor
 tensorflow-datasets is needed. If ``jaxdepth.papers.minimal_depth.train`` cannot be
 imported, the same epoch is built from jaxdepth's SGD module (``jaxdepth.papers.sgd``,
-formerly ``jaxdepth.engine.sgd``) + ``jaxdepth.nets`` + optax as the trainer builds it (recorded as ``program: sgd-fallback``; the
+formerly ``jaxdepth.engine.sgd``) + ``jaxdepth.nets`` + optax as the trainer builds it
+(recorded as ``program: sgd-fallback``; the
 analysis row is then skipped). The PyTorch side runs in a worker process (a torch
 crash or a hung compile cannot take the jax results with it) and mirrors
 benchmarks/core_bench.py: every parameter stacked on a leading seed axis,
@@ -415,7 +416,7 @@ class TorchVariant:
       except Exception:
         opt = torch.optim.SGD(net.parameters(), **kw)
         self.sgd = "default"
-      fn = (lambda net: lambda x, y: stacked_loss(torch, net(x), y))(net)
+      fn = (lambda net: lambda x, y: stacked_loss(torch, net(x), y))(net)  # noqa: B023
       if spec.get("compile"):
         fn = torch.compile(fn, dynamic=False)
       self.members.append((net, opt, fn))
@@ -706,7 +707,7 @@ class Bench:
     g = JaxGemm(a.gemm_n)
     use_torch = self.torch_ok()
     reps = {"jax_default": [], "jax_highest": [], "torch_tf32": [], "torch_fp32": []}
-    for r in range(a.repeats):
+    for _ in range(a.repeats):
       reps["jax_default"].append(g.run("default", a.gemm_reps))
       reps["jax_highest"].append(g.run("highest", max(1, a.gemm_reps // 4)))
       if use_torch:

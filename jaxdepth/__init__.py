@@ -60,7 +60,8 @@ def run(config, workdir: str, **overrides):
       node[leaf] = v
   module = registry.get(config.get("experiment", "collapse"))
   module.validate(config)
-  writers.prepare_workdir(workdir, config)
+  from jaxdepth.cli import resume_safe
+  writers.prepare_workdir(workdir, config, resume_safe(module))
   return module.run(config, workdir)
 
 

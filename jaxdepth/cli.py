@@ -84,7 +84,7 @@ def _train(args, overrides) -> int:
     ok, err = True, None
     if primary:
       try:
-        writers.prepare_workdir(args.workdir, config)
+        writers.prepare_workdir(args.workdir, config, resume_safe(module))
       except ConfigError as e:
         ok, err = False, e
     if not distributed.all_ok(ok):  # every process stops with process 0's reason
@@ -102,6 +102,12 @@ def _train(args, overrides) -> int:
       import json
       print(json.dumps(writers.to_jsonable(summary), indent=1))
   return 0
+
+
+def resume_safe(module) -> tuple[str, ...]:
+  """The config fields that may change on a resume: the experiment's, else the papers'."""
+  from jaxdepth import papers
+  return tuple(getattr(module, "RESUME_SAFE_FIELDS", papers.RESUME_SAFE_FIELDS))
 
 
 def final_report(module, summary: dict, workdir: str) -> str:

@@ -133,3 +133,34 @@ def test_modules_are_small_or_say_why():
     if src.count("\n") > 400:
       head = ast.get_docstring(ast.parse(src)) or ""
       assert "Why this module is long" in head, f"{path}: {src.count(chr(10))} lines"
+
+
+def test_engine_points_down_and_knows_no_experiment():
+  """engine/ imports (anywhere, also inside functions) none of nets, measure, papers,
+  data; errors.py imports nothing of jaxdepth; no engine source names a field of an
+  experiment's config."""
+  import ast
+  root = os.path.dirname(jaxdepth.__file__)
+  upper = ("jaxdepth.nets", "jaxdepth.measure", "jaxdepth.papers", "jaxdepth.data")
+  fields = ("label_noise", "init_scale", "expansion", "weight_decay", "momentum",
+            "milestones", "num_seeds", "sweep_depths", "noise_mode", "eval_every",
+            "checkpoint_every", "keep_checkpoints")
+
+  def imports(path):
+    tree = ast.parse(open(path).read())
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        yield from (a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module:
+        yield node.module
+        yield from (f"{node.module}.{a.name}" for a in node.names)
+
+  engine = os.path.join(root, "engine")
+  for f in sorted(os.listdir(engine)):
+    if f.endswith(".py"):
+      path = os.path.join(engine, f)
+      bad = [m for m in imports(path) if m.startswith(upper)]
+      assert not bad, (f, bad)
+      src = open(path).read()
+      assert not [w for w in fields if w in src], (f, [w for w in fields if w in src])
+  assert not [m for m in imports(os.path.join(root, "errors.py")) if "jaxdepth" in m]

@@ -18,6 +18,7 @@ from configs import bound as bound_config
 from jaxdepth import cli, data
 from jaxdepth.engine import ckpt
 from jaxdepth.engine.validate import ConfigError
+from jaxdepth.measure.collapse import effective_depth
 from jaxdepth.papers.minimal_depth import bound_experiment, bound_main, bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,8 +124,8 @@ def test_other_eps_alpha_p_need_no_retraining(trained, tmp_path):
   err_c = np.array([1 - np.array(r["ncc_train_acc"]) for r in summary["clean_runs"]])
   err_n = np.array([1 - np.array(r["ncc_train_acc"]) for r in summary["noisy_runs"]
                     if r["p"] == 0.4])
-  d_c = np.asarray(effective_depth(err_c, 0.3, summary['m'])).reshape(k_, g_).mean(1)
-  d_n = np.asarray(effective_depth(err_n, 0.3, 2 * summary['m'])).reshape(k_, g_).min(1)
+  d_c = np.asarray(effective_depth(err_c, 0.3, summary["m"])).reshape(k_, g_).mean(1)
+  d_n = np.asarray(effective_depth(err_n, 0.3, 2 * summary["m"])).reshape(k_, g_).min(1)
   assert rows[1]["first_term"] == pytest.approx(np.mean(d_c >= d_n))
   assert rows[1]["bound"] == pytest.approx(np.mean(d_c >= d_n) + 1.5 * 0.4)
   assert rows[1]["first_term_count"] == int(np.sum(d_c >= d_n))

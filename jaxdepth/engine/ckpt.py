@@ -33,8 +33,8 @@ from typing import Any
 import orbax.checkpoint as ocp
 
 from jaxdepth.engine import distributed
-from jaxdepth.errors import ConfigError
 from jaxdepth.engine.writers import WriteError, to_jsonable
+from jaxdepth.errors import ConfigError
 
 log = logging.getLogger("jaxdepth.ckpt")
 

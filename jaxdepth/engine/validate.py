@@ -11,8 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-
-from jaxdepth.errors import ConfigError  # noqa: F401  (re-exported)
+from jaxdepth.errors import ConfigError
 
 
 def _get(config, field: str) -> Any:

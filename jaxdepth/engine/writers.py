@@ -24,12 +24,9 @@ import numpy as np
 
 from jaxdepth.errors import ConfigError
 
+
 # Fields that may change between a run and its resumption without making the
 # stored checkpoints meaningless (they only affect logging and bookkeeping).
-RESUME_SAFE_FIELDS = ("progress", "eval_every", "checkpoint_every", "plots",
-                      "keep_checkpoints")
-
-
 def to_jsonable(x: Any) -> Any:
   """Plain Python for json.dumps: arrays to lists, non-finite floats to None."""
   if isinstance(x, Mapping):
@@ -115,12 +112,13 @@ def check_schema(found, where: str) -> None:
                       "upgrade jaxdepth or use a new --workdir")
 
 
-def prepare_workdir(workdir: str, config) -> bool:
+def prepare_workdir(workdir: str, config, resume_safe=()) -> bool:
   """Create ``workdir`` and write ``config.json``; returns True when resuming.
 
   A workdir that already holds a run of a different config is refused with a
   ConfigError naming the first differing field, and one of a newer layout (``_schema``)
-  with one line saying what to do; nothing there is touched.
+  with one line saying what to do; nothing there is touched. ``resume_safe`` names the
+  fields that may differ on a resume (the experiment says which: progress, cadences).
   """
   new = config_to_dict(config)
   path = os.path.join(workdir, "config.json")
@@ -128,7 +126,7 @@ def prepare_workdir(workdir: str, config) -> bool:
     old = read_json(path)
     check_schema(old.pop(SCHEMA_KEY, None), workdir)
     for key in sorted(set(old) | set(new)):
-      if key in RESUME_SAFE_FIELDS:
+      if key in resume_safe:
         continue
       if old.get(key) != new.get(key):
         raise ConfigError(

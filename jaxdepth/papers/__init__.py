@@ -11,3 +11,6 @@ COORDINATES = ("model", "method", "expansion", "depth", "width", "init_scale",
 SHORT_NAMES = {"label_noise": "p", "init_scale": "sigma0", "expansion": "e"}
 SKIP_FIELDS = ("seed", "lr", "stop_step", "wall_s_per_depth", "wall_s", "run",
                "noise_index")
+# Fields that may change when a run is resumed in its workdir (display and cadences).
+RESUME_SAFE_FIELDS = ("progress", "eval_every", "checkpoint_every", "plots",
+                      "keep_checkpoints")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from jaxdepth import papers
 from jaxdepth.engine import ckpt, plotting, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import runner
@@ -60,7 +61,7 @@ Setup = Callable[[int], tuple]  # depth -> (problem, data, keys_S, thr_AxK, lr)
 def _fingerprint(config) -> dict:
   """The config fields that determine a run's results (what a resume must match)."""
   return {k: v for k, v in writers.config_to_dict(config).items()
-          if k not in writers.RESUME_SAFE_FIELDS}
+          if k not in papers.RESUME_SAFE_FIELDS}
 
 
 def _restore(workdir: str, sub: str, fingerprint: dict, problem: runner.Problem, data, keys_s,

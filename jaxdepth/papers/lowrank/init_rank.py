@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
 from jaxdepth.engine import loop, metrics, writers
+from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
 

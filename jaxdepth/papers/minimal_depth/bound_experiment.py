@@ -26,9 +26,9 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.engine import ckpt, devices, loop, writers
-from jaxdepth.papers import sgd
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
+from jaxdepth.papers import sgd
 from jaxdepth.papers.minimal_depth import bounds, train
 
 EXPERIMENT = "bound"

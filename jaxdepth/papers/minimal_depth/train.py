@@ -23,9 +23,9 @@ from jaxdepth.data import augment
 from jaxdepth.engine import ckpt, devices, distributed, loop, metrics, writers
 from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import validate as V
+from jaxdepth.measure import analysis
 from jaxdepth.papers import sgd
 from jaxdepth.papers.sgd import RunKeys, TrainState
-from jaxdepth.measure import analysis
 
 EXPERIMENT = "collapse"
 MULTI_PROCESS = True  # its run grid may span several JAX processes
