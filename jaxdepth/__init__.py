@@ -32,6 +32,7 @@ _API = {
     "class_means": ("jaxdepth.measure.collapse", "class_means"),
     "cdnv": ("jaxdepth.measure.collapse", "cdnv"),
     "collapse_metrics": ("jaxdepth.measure.nc", "collapse_metrics"),
+    "analyze_model": ("jaxdepth.measure.models", "analyze_model"),
     "effective_depth": ("jaxdepth.measure.collapse", "effective_depth"),
     "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
     "load_config": ("jaxdepth.cli", "load_config"),

@@ -1,0 +1,332 @@
+"""Neural-collapse analysis of a user's own model (issue 22, item 1, first version).
+
+``analyze_model`` takes a model with R runs of parameters (a leading run axis on every
+parameter leaf), computes every layer's embeddings of the train (and test) set in
+fixed-size batches, and returns ``nc.collapse_metrics`` per run and per layer, the NCC
+test accuracy with the train class means, and the eps-effective depth. One jit per
+call, vmapped over the run axis.
+
+Three kinds of model:
+
+* a flax **linen** Module: ``params`` are its variables with a leading run axis R on
+  every leaf (``jax.vmap(model.init)(keys, x)``). Layers are taken with linen's
+  ``capture_intermediates``: the output of every submodule's ``__call__`` (the top
+  module's own output is the logits), in the order the calls finish (module order).
+* a flax **nnx** Module: ``model`` is the module, built with its state stacked over
+  the runs, e.g. ``nnx.vmap(lambda k: MLP(nnx.Rngs(k)))(keys)``; ``params`` is then
+  ``None`` (the module's own state is used) or an ``nnx.State`` of the same structure
+  with a leading run axis (``nnx.split(stacked_module)[1]``, e.g. after training).
+  Inside the jitted function each run's state is ``nnx.merge``'d with the module's
+  graphdef (the functional pattern) and layers are captured with ``nnx.capture(...,
+  method_outputs=nnx.Intermediate)``: the output of every submodule's ``__call__``,
+  ordered by path with numbers in natural order (``l2`` before ``l10``; nnx does not
+  record call order).
+* a **plain callable** ``apply(params, x) -> (logits, [embeddings])`` for one run's
+  params; ``params`` is any pytree with a leading run axis. Layer names are
+  ``layer_0``, ``layer_1``, ...
+
+``layers`` (linen and nnx) selects layers: a callable ``path_tuple -> bool`` (the
+module path, e.g. ``('Dense_0',)``) or a list of names (the path joined by ``/``, e.g.
+``'Dense_0'`` or ``'Block_0/Dense_1'``); with a plain callable it is a list of layer
+indices or names. Embeddings of any shape are flattened to (N, D_l). Note that a
+module output is what the module returns: for ``nn.Dense`` followed by ``nn.relu`` it
+is the pre-activation (wrap the activation in a module, or use a plain callable, to
+measure post-activations).
+
+Memory and streaming (first version, honest bound): the forward pass runs in batches
+of ``batch_size`` (``lax.map`` over batches; the tail batch is zero-padded and its rows
+are sliced off, never dropped), but each layer's embeddings are then kept whole:
+R x N x D_l floats for one layer at a time (the forward pass is recomputed once per
+layer, so only one layer's features are live; XLA's scheduler decides the exact peak),
+plus the batch's activations. Class statistics are not yet accumulated over batches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxdepth.measure.collapse as collapse
+from jaxdepth.measure import nc
+
+
+def _flax_kind(model) -> str:
+  try:
+    from flax import linen, nnx
+  except ImportError:  # pragma: no cover - flax is a dependency
+    return "callable"
+  if isinstance(model, linen.Module):
+    return "linen"
+  if isinstance(model, nnx.Module):
+    return "nnx"
+  return "callable"
+
+
+def _natural_key(path):
+  return [[int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))] for p in path]
+
+
+def _select(layers):
+  """Layer filter on module paths (a tuple of str/int)."""
+  if layers is None:
+    return lambda path: True
+  if callable(layers):
+    return layers
+  names = {str(n) for n in layers}
+  return lambda path: "/".join(map(str, path)) in names
+
+
+def _linen_forward(model, layers):
+  keep = _select(layers)
+
+  def fwd(p, x):
+    logits, state = model.apply(
+        p, x, capture_intermediates=lambda mdl, name: name == "__call__",
+        mutable=["intermediates"])
+    out = []
+
+    def walk(node, path):
+      for k, v in node.items():  # insertion order = the order the calls finished
+        if k == "__call__":
+          if path and keep(path):
+            vals = [a for a in v if isinstance(a, jax.Array)]
+            for i, a in enumerate(vals):
+              name = "/".join(map(str, path)) + (f":{i}" if len(vals) > 1 else "")
+              out.append((name, a))
+        elif isinstance(v, Mapping):
+          walk(v, path + (k,))
+
+    walk(state.get("intermediates", {}), ())
+    return logits, out
+
+  return fwd
+
+
+def _nnx_forward(model, layers):
+  from flax import nnx
+  keep = _select(layers)
+  graphdef, _ = nnx.split(model)
+
+  def fwd(p, x):
+    m = nnx.merge(graphdef, p)
+    logits, inter = nnx.capture(m, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+    found = []
+    for path, var in nnx.to_flat_state(inter):
+      if not path or path[-1] != "__call__" or len(path) < 2:
+        continue
+      mpath = tuple(path[:-1])
+      if not keep(mpath):
+        continue
+      val = var.get_value() if hasattr(var, "get_value") else var.value
+      vals = [a for a in (val if isinstance(val, tuple) else (val,))
+              if isinstance(a, jax.Array)]
+      for i, a in enumerate(vals):
+        name = "/".join(map(str, mpath)) + (f":{i}" if len(vals) > 1 else "")
+        found.append((_natural_key(mpath), i, name, a))
+    found.sort(key=lambda t: (t[0], t[1]))
+    return logits, [(name, a) for _, _, name, a in found]
+
+  return fwd
+
+
+def _callable_forward(apply, layers):
+  def fwd(p, x):
+    logits, embs = apply(p, x)
+    out = [(f"layer_{i}", e) for i, e in enumerate(embs)]
+    if layers is not None:
+      if callable(layers):
+        out = [(n, e) for i, (n, e) in enumerate(out) if layers((n,))]
+      else:
+        want = {str(v) for v in layers}
+        out = [(n, e) for i, (n, e) in enumerate(out) if str(i) in want or n in want]
+    return logits, out
+
+  return fwd
+
+
+def _lookup(tree, parts):
+  node = tree
+  for part in parts:
+    try:
+      node = node[part]
+    except (KeyError, TypeError, IndexError):
+      if part.isdigit():
+        node = node[int(part)]
+      else:
+        node = getattr(node, part)
+  if hasattr(node, "get_value"):  # nnx Variable
+    node = node.get_value()
+  return jnp.asarray(node)
+
+
+def _classifier_fn(classifier, kind):
+  """(one run's params) -> W, and whether a square W is (D, C) (a flax kernel)."""
+  if classifier is None:
+    return None, False
+  if callable(classifier):
+    return classifier, False
+  parts = str(classifier).strip("/").split("/")
+
+  def get(p):
+    if kind == "linen" and isinstance(p, Mapping) and "params" in p:
+      try:
+        return _lookup(p["params"], parts)
+      except (KeyError, AttributeError, TypeError, IndexError):
+        pass
+    return _lookup(p, parts)
+
+  return get, True
+
+
+def _orient(w, C, kernel_like):
+  """W as (C, D): a (D, C) matrix is transposed; a square one is transposed when it is
+  a flax kernel (in, out) taken by path, kept as given from a callable."""
+  if w.ndim != 2 or C not in w.shape:
+    raise ValueError(f"classifier must be (C, D) or (D, C) with C = {C}; got {w.shape}")
+  if w.shape[0] == C and (w.shape[1] != C or not kernel_like):
+    return w
+  return w.T
+
+
+def _batched(fwd_fn, x, batch_size: int):
+  """Apply ``fwd_fn`` (a batch -> array (B, ...)) over x in batches; tail padded with
+  zeros and its rows sliced off."""
+  N = x.shape[0]
+  B = int(min(batch_size, N))
+  nb = -(-N // B)
+  pad = nb * B - N
+  xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+  ys = jax.lax.map(fwd_fn, xp.reshape(nb, B, *x.shape[1:]))
+  return ys.reshape(nb * B, *ys.shape[2:])[:N]
+
+
+def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=None,
+                  y_test=None, layers=None, classifier=None, batch_size: int = 1024,
+                  eps: Sequence[float] = (0.01, 0.05, 0.1)) -> dict:
+  """Neural-collapse metrics of every layer of a model, per run (module docstring).
+
+  Args:
+    model: a flax linen Module, a flax nnx Module (state stacked over runs) or a plain
+      ``apply(params, x) -> (logits, [embeddings])``.
+    params: the parameters with a leading run axis R on every leaf (linen variables,
+      an nnx.State or None for nnx, any pytree for a callable).
+    x_train, y_train: (N, ...) inputs and (N,) integer labels.
+    num_classes: C.
+    x_test, y_test: optional test set: ``ncc_acc_test`` with the train class means.
+    layers: which layers (module docstring); default all submodule outputs.
+    classifier: for NC3, a parameter path (``'Dense_2/kernel'``; for linen looked up
+      under ``'params'`` first) or a callable on one run's params, giving W as (C, D)
+      or (D, C) (a square path-given W is read as a flax (in, out) kernel). NC3 is
+      measured at the top layer: the last selected layer of width D, except that when
+      D == C the last layer is skipped (it is the logits).
+    batch_size: rows per forward batch.
+    eps: thresholds of the eps-effective depth.
+  Returns:
+    dict of numpy arrays: for every key k of ``nc.collapse_metrics``, ``k + '_train'``
+    of shape (R, L) (``counts_train``: (R, L, C)); ``nc3_duality_train`` is NaN except
+    at ``nc3_layer`` (an int, or None without classifier); NC4 at every layer uses the
+    model's own predictions (argmax of its logits); ``acc_train`` (R,) the model's
+    accuracy; with a test set ``ncc_acc_test`` (R, L) and ``acc_test`` (R,);
+    ``effective_depth`` {eps: (R,) int} from the per-layer NCC train errors
+    (collapse.effective_depth with num_samples = N); ``layer_names`` (list of L str).
+  """
+  kind = _flax_kind(model)
+  if kind == "nnx" and params is None:
+    from flax import nnx
+    params = nnx.split(model)[1]
+  if params is None:
+    raise ValueError("params is None (allowed only for an nnx Module with stacked state)")
+  fwd = {"linen": _linen_forward, "nnx": _nnx_forward,
+         "callable": _callable_forward}[kind](model, layers)
+  C = int(num_classes)
+  x_train = jnp.asarray(x_train)
+  y_train = jnp.asarray(y_train).astype(jnp.int32)
+  N = x_train.shape[0]
+  if (x_test is None) != (y_test is None):
+    raise ValueError("give both x_test and y_test, or neither")
+  has_test = x_test is not None
+  if has_test:
+    x_test = jnp.asarray(x_test)
+    y_test = jnp.asarray(y_test).astype(jnp.int32)
+  leaves = jax.tree.leaves(params)
+  if not leaves:
+    raise ValueError("params has no leaves")
+  R = leaves[0].shape[0]
+  if any(l.ndim == 0 or l.shape[0] != R for l in leaves):
+    raise ValueError("every params leaf needs the same leading run axis R")
+
+  # Static structure: layer names and widths (one run, one row).
+  p0 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), params)
+  x0 = jax.ShapeDtypeStruct((1, *x_train.shape[1:]), x_train.dtype)
+  meta = {}
+
+  def probe(p, x):
+    logits, embs = fwd(p, x)
+    meta["names"] = [n for n, _ in embs]
+    return logits, [e.reshape(e.shape[0], -1) for _, e in embs]
+
+  logit_s, emb_s = jax.eval_shape(probe, p0, x0)
+  names = meta["names"]
+  widths = [s.shape[1] for s in emb_s]
+  L = len(names)
+  if L == 0:
+    raise ValueError("no layer selected")
+  if logit_s.shape != (1, C):
+    raise ValueError(f"the model's logits must be (batch, {C}); got {logit_s.shape[1:]}")
+
+  get_w, kernel_like = _classifier_fn(classifier, kind)
+  nc3_layer = None
+  if get_w is not None:
+    w_s = jax.eval_shape(lambda p: _orient(get_w(p), C, kernel_like), p0)
+    D_w = w_s.shape[1]
+    cand = [l for l in range(L) if widths[l] == D_w and not (D_w == C and l == L - 1)]
+    if not cand:
+      raise ValueError(f"no selected layer has the classifier's width {D_w}: {names} "
+                       f"have widths {widths}")
+    nc3_layer = cand[-1]
+
+  def layer_feats(p, x, l):
+    return _batched(lambda xb: fwd(p, xb)[1][l][1].reshape(xb.shape[0], -1), x,
+                    batch_size)
+
+  def logits_of(p, x):
+    return _batched(lambda xb: fwd(p, xb)[0], x, batch_size)
+
+  def program(params, x_train, y_train, x_test, y_test):
+    pred_tr = jax.vmap(logits_of, (0, None))(params, x_train).argmax(-1)  # (R, N)
+    out = {"acc_train": jnp.mean(pred_tr == y_train[None], axis=1)}
+    if has_test:
+      pred_te = jax.vmap(logits_of, (0, None))(params, x_test).argmax(-1)
+      out["acc_test"] = jnp.mean(pred_te == y_test[None], axis=1)
+    per_layer = []
+    for l in range(L):
+      def one_run(p, pred, l=l):
+        f = layer_feats(p, x_train, l)
+        w = _orient(get_w(p), C, kernel_like) if l == nc3_layer else None
+        m = nc.collapse_metrics(f, y_train, C, classifier=w, predictions=pred)
+        if has_test:
+          with jax.default_matmul_precision("highest"):
+            st = collapse.class_stats(f, y_train, C)
+            means = jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None],
+                              0.0)
+            ft = layer_feats(p, x_test, l)
+            m["ncc_acc_test"] = collapse.ncc_accuracy(ft, y_test, means, st.counts_C)
+        return m
+      per_layer.append(jax.vmap(one_run)(params, pred_tr))
+    for k in per_layer[0]:
+      suffix = "" if k.endswith("_test") else "_train"
+      out[k + suffix] = jnp.stack([m[k] for m in per_layer], axis=1)  # (R, L, ...)
+    return out
+
+  res = jax.jit(program)(params, x_train, y_train, x_test, y_test)
+  res = {k: np.asarray(v) for k, v in res.items()}
+  err = 1.0 - res["ncc_acc_train"].astype(np.float64)
+  res["effective_depth"] = {e: np.asarray(collapse.effective_depth(err, e, N))
+                            for e in eps}
+  res["layer_names"] = list(names)
+  res["nc3_layer"] = nc3_layer
+  return res
