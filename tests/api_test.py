@@ -164,3 +164,42 @@ def test_engine_points_down_and_knows_no_experiment():
       src = open(path).read()
       assert not [w for w in fields if w in src], (f, [w for w in fields if w in src])
   assert not [m for m in imports(os.path.join(root, "errors.py")) if "jaxdepth" in m]
+
+
+_THIRD_PARTY = ("jax", "jaxlib", "orbax", "flax", "optax", "chex", "tensorstore")
+
+
+def test_no_private_api_of_jax_or_orbax():
+  """Only public modules of jax, orbax & co. (a private one moves in a minor release),
+  and no process-wide hook replaced (``sys.unraisablehook``)."""
+  bad = []
+  for info in pkgutil.walk_packages(jaxdepth.__path__, "jaxdepth."):
+    path = info.module_finder.find_spec(info.name).origin
+    for node in ast.walk(ast.parse(open(path).read())):
+      mods = []
+      if isinstance(node, ast.Import):
+        mods = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        mods = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+      elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        mods = [node.value] if "._" in node.value and " " not in node.value else []
+      elif isinstance(node, ast.Attribute) and node.attr in ("_src", "unraisablehook"):
+        bad.append(f"{path}:{node.lineno}: .{node.attr}")
+      for m in mods:
+        parts = m.split(".")
+        if parts[0] in _THIRD_PARTY and any(p.startswith("_") for p in parts[1:]):
+          bad.append(f"{path}:{node.lineno}: {m}")
+  assert not bad, bad
+
+
+def test_use_cpu_cores_after_jax_started_keeps_the_device_count():
+  """Whether jax has started is asked through its public config (it refuses a new
+  device count then), not its private backend table."""
+  import jax
+
+  from jaxdepth.engine import devices
+  have, flags = len(jax.devices("cpu")), os.environ.get("XLA_FLAGS")  # jax has started
+  with pytest.warns(UserWarning, match=f"already started with {have} CPU device"):
+    assert devices.use_cpu_cores(have + 1) == have
+  assert devices.use_cpu_cores() == have and os.environ.get("XLA_FLAGS") == flags
+  assert jax.config.jax_num_cpu_devices in (-1, have)

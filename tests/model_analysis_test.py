@@ -78,7 +78,7 @@ def test_linen_matches_hand_loop(setup):
   assert res["ncc_acc_train"].shape == (R, 3)
   assert res["counts_train"].shape == (R, 3, C)
   for r in range(R):
-    w = jax.tree.map(lambda a: a[r], variables["params"])
+    w = jax.tree.map(lambda a, r=r: a[r], variables["params"])
     feats, logits = _hand(w, x)
     feats_t, logits_t = _hand(w, xt)
     pred = logits.argmax(-1)

@@ -6,8 +6,8 @@ calculator relies on this.
 
 Damaged checkpoints are not fatal. :meth:`Checkpointer.restore` (and
 :meth:`Checkpointer.restore_latest_readable`) try the steps newest first; a step
-that cannot be read (array data, metadata, missing files, no commit marker) is
-reported in one warning line naming the step and the reason, renamed aside to
+that cannot be read is reported in one warning line naming the step and the reason
+(array data, metadata, missing files, no commit marker), renamed aside to
 ``<step>.unreadable-<reason>-<time>`` (which orbax does not list as a step, so
 nothing is lost and nothing is read again), and the next older step is tried.
 In a multi-process job the processes agree on each step (one collective) and only
@@ -16,24 +16,30 @@ When steps exist but none is readable, :class:`CheckpointUnreadable` (a one-line
 ConfigError: exit 2 from the CLI). A save that fails (disk full, permission)
 removes its partial step and raises :class:`CheckpointWriteError` (an OSError
 naming the step directory and errno); the previous steps stay readable.
+
+Only orbax's public API is used and no error text is interpreted. A step is
+unreadable when its files differ from the list (size, CRC-32) ``save`` wrote into
+it, or when restoring it raises anything (but a ``target`` it does not fit). A failed
+save's errno is an OSError's in the error's cause/context chain, else what the
+directory answers (a probe write's OSError, or too little free space: ENOSPC).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno as errno_lib
-import json
 import logging
 import os
-import re
 import shutil
+import threading
 import time
+import zlib
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
-from jaxdepth.engine import distributed
-from jaxdepth.engine.writers import WriteError, to_jsonable
+from jaxdepth.engine import distributed, writers
 from jaxdepth.errors import ConfigError
 
 log = logging.getLogger("jaxdepth.ckpt")
@@ -42,6 +48,7 @@ ITEMS = ("state", "meta")
 COMMIT_MARKER = "commit_success.txt"   # orbax >= 0.11 writes it into every finished step
 TMP_MARKER = ".orbax-checkpoint-tmp"   # an unfinished save (orbax ignores these)
 ASIDE_MARKER = ".unreadable-"          # a step set aside by this module
+FILE_LIST = "jaxdepth_files.json"      # size and CRC-32 of a finished step's files
 
 
 class CheckpointUnreadable(ConfigError):
@@ -53,7 +60,7 @@ class CheckpointUnreadable(ConfigError):
     ValueError.__init__(self, message)  # no "config." prefix: it is not a config field
 
 
-class CheckpointWriteError(WriteError):
+class CheckpointWriteError(writers.WriteError):
   """A checkpoint save failed (``errno``, ``strerror``, ``filename`` = step dir)."""
 
 
@@ -65,55 +72,14 @@ class _Damaged(Exception):
     self.slug, self.reason = slug, reason
 
 
-def _closed_loop_noise(u) -> bool:
-  """After a failed read, tensorstore still completes the other reads of the step
-  and posts them to orbax's event loop, which is closed by then: asyncio raises in
-  that callback thread and Python prints the traceback, once per read."""
-  tb = u.exc_traceback
-  while tb is not None and tb.tb_next is not None:
-    tb = tb.tb_next
-  return (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed"
-          and tb is not None and "asyncio" in tb.tb_frame.f_code.co_filename)
-
-
-def _drop_closed_loop_noise() -> None:
-  import sys
-  prev = sys.unraisablehook
-  if getattr(prev, "_jaxdepth", False):
-    return
-
-  def hook(u):
-    if not _closed_loop_noise(u):
-      prev(u)
-
-  hook._jaxdepth = True
-  sys.unraisablehook = hook
-
-
-def _join_orbax_threads(timeout: float = 60.0) -> None:
-  """Orbax writes array data in background threads; when one part of a save fails,
-  the others go on (and log their own failure) after the save raised."""
-  import threading
-  try:
-    from orbax.checkpoint._src.futures import future as ocp_future
-    kind = ocp_future._SignalingThread  # pylint: disable=protected-access
-  except (ImportError, AttributeError):
-    return
-  deadline = time.time() + timeout
-  for t in threading.enumerate():
-    if isinstance(t, kind) and t is not threading.current_thread():
-      t.join(max(0.0, deadline - time.time()))
-
-
 @contextlib.contextmanager
 def _quiet_orbax():
   """Orbax logs failures (with tracebacks) before raising them: we report them."""
-  _drop_closed_loop_noise()
   loggers = [logging.getLogger(n) for n in ("absl", "asyncio")]
   levels = [lg.level for lg in loggers]
-  for lg in loggers:
-    lg.setLevel(logging.CRITICAL)
   try:
+    for lg in loggers:
+      lg.setLevel(logging.CRITICAL)
     yield
   finally:
     for lg, lv in zip(loggers, levels):
@@ -121,57 +87,67 @@ def _quiet_orbax():
 
 
 def _short(e: BaseException, base: str = "", limit: int = 180) -> str:
-  """One line: the error type and message, paths relative to ``base``, long
-  tensorstore chains cut to their status code and final cause."""
-  msg = re.split(r"\s*\[tensorstore_spec", " ".join(str(e).split()))[0]
-  if base:
-    msg = msg.replace(base.rstrip("/") + "/", "")
-  if len(msg) > limit:
-    code = re.match(r"[A-Z_]{4,}: ", msg)
-    head = code.group(0) if code else ""
-    msg = head + "..." + msg[-(limit - len(head) - 3):]
+  """One line for humans (shown, never interpreted): the error type and the start of
+  its message, paths relative to ``base``, without tensorstore's long JSON spec."""
+  msg = " ".join(str(e).split()).split(" [tensorstore_spec", 1)[0]
+  msg = msg.replace(base.rstrip("/") + "/", "") if base else msg
+  msg = msg if len(msg) <= limit else msg[:limit - 3] + "..."
   return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-# Tensorstore reports damaged or missing files as a ValueError with a status code.
-_TS_DAMAGE = re.compile(r"\b(DATA_LOSS|OUT_OF_RANGE|FAILED_PRECONDITION|NOT_FOUND)\b|"
-                        r"Error (decoding|reading)")
-
-
-def _classify(e: Exception, base: str) -> _Damaged | None:
-  """The damage an orbax restore error shows, or None (a bug or mismatch: re-raise)."""
-  why = _short(e, base)
-  if isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
-    return _Damaged("metadata", f"metadata unreadable ({why})")
-  if isinstance(e, FileNotFoundError):
-    return _Damaged("missing-files", f"missing files ({why})")
-  if isinstance(e, ValueError) and _TS_DAMAGE.search(str(e)):
-    text = str(e)
-    if "NOT_FOUND" in text:
-      return _Damaged("missing-files", f"missing files ({why})")
-    if "Invalid JSON" in text:
-      return _Damaged("metadata", f"metadata unreadable ({why})")
-    return _Damaged("array-data", f"array data unreadable ({why})")
+def _errno_in(e: BaseException) -> int | None:
+  """The errno of the first OSError in ``e``, its causes, contexts and groups."""
+  seen, todo = set(), [e]
+  while todo:
+    x = todo.pop(0)
+    if x is None or id(x) in seen:
+      continue
+    seen.add(id(x))
+    if isinstance(x, OSError) and x.errno:
+      return x.errno
+    todo += [x.__cause__, x.__context__, *getattr(x, "exceptions", ())]
   return None
 
 
-def _errno_of(e: BaseException) -> tuple[int | None, str | None]:
-  """(errno, file) of a failed write: an OSError, or tensorstore's message."""
-  if isinstance(e, OSError) and e.errno:
-    return e.errno, e.filename
-  text = str(e)
-  m = re.search(r"os_error_code='?(\d+)|\[Errno (\d+)\]", text)
-  code = int(m.group(1) or m.group(2)) if m else None
-  if code is None:
-    for c, words in ((errno_lib.ENOSPC, "No space left on device"),
-                     (errno_lib.EACCES, "Permission denied"),
-                     (errno_lib.EROFS, "Read-only file system"),
-                     (errno_lib.EDQUOT, "Disk quota exceeded")):
-      if words in text:
-        code = c
-        break
-  f = re.search(r'Failed writing: "([^"]+)"', text)
-  return code, f.group(1) if f else None
+def _write_probe(directory: str, size: int = 1 << 16) -> int | None:
+  """The errno of writing a file in ``directory`` (no space, permission...), or None."""
+  path = os.path.join(directory, f".jaxdepth-write-probe-{os.getpid()}")
+  try:
+    with open(path, "wb") as f:
+      f.write(b"\0" * size)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    return e.errno
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(path)
+  return None
+
+
+def _free_bytes(directory: str) -> int:
+  st = os.statvfs(directory)
+  return st.f_bavail * st.f_frsize
+
+
+def _file_list(path: str, names=None) -> dict:
+  """{file: [size, CRC-32]} of those of ``names`` (default: all item files) present."""
+  if names is None:
+    names = [os.path.relpath(os.path.join(r, n), path) for item in ITEMS
+             for r, _, ns in os.walk(os.path.join(path, item)) for n in ns]
+  files = {}
+  for rel in names:
+    crc, full = 0, os.path.join(path, rel)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), open(full, "rb") as f:
+      while chunk := f.read(1 << 20):
+        crc = zlib.crc32(chunk, crc)
+      files[rel] = [os.path.getsize(full), crc]
+  return files
+
+
+def _names(paths: list[str], most: int = 3) -> str:
+  return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most
+                                    else "")
 
 
 class Checkpointer:
@@ -200,19 +176,23 @@ class Checkpointer:
 
   # ---------------------------------------------------------------------- save
   def save(self, step: int, state: Any, meta: dict | None = None, force: bool = True) -> None:
-    step = int(step)
+    step, before = int(step), set(threading.enumerate())
     try:
       with _quiet_orbax():
         self._mngr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            meta=ocp.args.JsonSave(to_jsonable(meta or {}))), force=force)
+            meta=ocp.args.JsonSave(writers.to_jsonable(meta or {}))), force=force)
         self._mngr.wait_until_finished()
     except Exception as e:
-      code, _ = _errno_of(e)
-      with contextlib.suppress(Exception), _quiet_orbax():
-        _join_orbax_threads()  # writes of the failed save still in flight end first
-        self._mngr.wait_until_finished()
-        self._mngr.close()
+      self._abandon(before)
+      # The errno: an OSError the save raised (or one it was raised from), else what
+      # the directory answers now, before the partial step is removed and frees space
+      # (less room than the step's arrays and 1 MiB for orbax's own files: ENOSPC).
+      code = _errno_in(e)
+      if code is None and os.path.isdir(self.directory):
+        need = sum(getattr(a, "nbytes", 0) for a in jax.tree.leaves(state)) + (1 << 20)
+        code = _write_probe(self.directory) or (
+            errno_lib.ENOSPC if _free_bytes(self.directory) < need else None)
       self._discard_partial(step)
       self._mngr = self._manager()
       if code is None:
@@ -223,17 +203,38 @@ class Checkpointer:
       raise CheckpointWriteError(code, os.strerror(code),
                                  os.path.join(self.directory, str(step)),
                                  hint=f"checkpoint step {step} not written; {kept}") from None
+    if distributed.is_primary():
+      self._write_file_list(step)
+
+  def _abandon(self, before: set, timeout: float = 60.0) -> None:
+    """After a failed save, let the writes of its other parts end (orbax raises at
+    once; they go on in the non-daemon threads it started) and close the manager, so
+    that nothing writes into the partial step once it is removed."""
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(Exception), _quiet_orbax():
+      self._mngr.wait_until_finished()
+      for t in set(threading.enumerate()) - before:
+        if not t.daemon and t is not threading.current_thread():
+          t.join(max(0.0, deadline - time.monotonic()))
+      self._mngr.close()
 
   def _discard_partial(self, step: int) -> None:
     """Remove what a failed save of ``step`` left (its tmp dir, an uncommitted step)."""
-    if not os.path.isdir(self.directory):
-      return
-    for name in os.listdir(self.directory):
+    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else []:
       path = os.path.join(self.directory, name)
       if name.startswith(f"{step}{TMP_MARKER}"):
         shutil.rmtree(path, ignore_errors=True)
       elif name == str(step) and not os.path.exists(os.path.join(path, COMMIT_MARKER)):
         shutil.rmtree(path, ignore_errors=True)
+
+  def _write_file_list(self, step: int) -> None:
+    """Size and CRC-32 of the item files of a finished step. Best effort: a step
+    without the list (or from an older jaxdepth) is checked by restoring it only."""
+    path = os.path.join(self.directory, str(step))
+    try:
+      writers.write_json(os.path.join(path, FILE_LIST), _file_list(path))
+    except OSError as e:
+      log.debug("no file list for checkpoint step %d: %s", step, e)
 
   # ------------------------------------------------------------------- listing
   def latest_step(self) -> int | None:
@@ -250,7 +251,8 @@ class Checkpointer:
 
   # ------------------------------------------------------------------- restore
   def _check_step(self, step: int) -> None:
-    """Cheap structural checks orbax does not make on a local file system."""
+    """Checks of the step's files that orbax does not make (before orbax reads it:
+    a read that fails part-way leaves tensorstore reads behind that end in noise)."""
     path = os.path.join(self.directory, str(step))
     for item in ITEMS:
       if not os.path.isdir(os.path.join(path, item)):
@@ -266,30 +268,51 @@ class Checkpointer:
       raise _Damaged("no-commit-marker",
                      f"no commit marker ({', '.join(m + COMMIT_MARKER for m in missing)}): "
                      "its save did not finish")
+    try:
+      saved = dict(writers.read_json(os.path.join(path, FILE_LIST)))
+    except (OSError, ValueError, TypeError):
+      return  # no file list: only restoring it tells
+    now = _file_list(path, saved)
+    missing = sorted(set(saved) - set(now))
+    changed = sorted(n for n in now if now[n] != saved[n])
+    if missing:
+      raise _Damaged("missing-files", f"missing files ({_names(missing)})")
+    if changed:
+      what = "metadata" if any(n.startswith("meta/") for n in changed) else "array data"
+      raise _Damaged(what.replace(" ", "-"), f"{what} unreadable ({_names(changed)} "
+                     "changed since it was saved)")
 
-  def _restore_step(self, step: int, target: Any) -> tuple[int, Any, dict]:
-    state_args = (ocp.args.StandardRestore(target) if target is not None
-                  else ocp.args.StandardRestore())
+  def _restore_items(self, step: int, **items) -> dict:
     with _quiet_orbax():
-      out = self._mngr.restore(step, args=ocp.args.Composite(
-          state=state_args, meta=ocp.args.JsonRestore()))
-    meta = out["meta"]
-    if not isinstance(meta, dict):
-      raise _Damaged("metadata", f"metadata is a {type(meta).__name__}, not an object")
-    return step, out["state"], dict(meta)
+      return self._mngr.restore(step, args=ocp.args.Composite(**items))
 
   def _try_step(self, step: int, target: Any) -> tuple[int, Any, dict]:
-    """Restore ``step`` or raise _Damaged (any other error propagates unchanged)."""
+    """Restore ``step`` or raise _Damaged: any error reading it makes it unreadable,
+    but a ``target`` it does not fit (it restores without: a caller's bug) propagates."""
     self._check_step(step)
+    short = lambda e: _short(e, os.path.join(self.directory, str(step)))
     try:
-      return self._restore_step(step, target)
-    except _Damaged:
-      raise
+      meta = self._restore_items(step, meta=ocp.args.JsonRestore())["meta"]
     except Exception as e:
-      damage = _classify(e, os.path.join(self.directory, str(step)))
-      if damage is None:
-        raise
-      raise damage from e
+      raise _Damaged("metadata", f"metadata unreadable ({short(e)})") from e
+    if not isinstance(meta, dict):
+      raise _Damaged("metadata", f"metadata is a {type(meta).__name__}, not an object")
+    state_args = (ocp.args.StandardRestore(target) if target is not None
+                  else ocp.args.StandardRestore())
+    try:
+      state = self._restore_items(step, state=state_args)["state"]
+    except Exception as e:
+      if target is not None and self._readable(step):
+        raise  # the step reads without the target: the target is wrong, not the step
+      raise _Damaged("array-data", f"array data unreadable ({short(e)})") from e
+    return step, state, dict(meta)
+
+  def _readable(self, step: int) -> bool:
+    try:
+      self._restore_items(step, state=ocp.args.StandardRestore())
+    except Exception:
+      return False
+    return True
 
   def _move_aside(self, step: int, slug: str) -> str:
     os.makedirs(self.aside_dir, exist_ok=True)
@@ -342,12 +365,11 @@ class Checkpointer:
       report("no readable step left" + ("; recomputing it" if not required else ""))
     if not aside or not required:
       return None
-    shown = ", ".join(aside[:4]) + (f" and {len(aside) - 4} more" if len(aside) > 4 else "")
     raise CheckpointUnreadable(
         self.directory,
         f"no readable checkpoint in {self.directory} (unreadable steps kept aside in "
-        f"{self.aside_dir}: {shown}); delete that directory to start these runs over, "
-        "or use a new --workdir")
+        f"{self.aside_dir}: {_names(aside, 4)}); delete that directory to start these "
+        "runs over, or use a new --workdir")
 
   def restore(self, step: int | None = None, target: Any = None) -> tuple[int, Any, dict] | None:
     """Returns (step, state, meta) of ``step`` (default: the newest readable), or None
@@ -374,12 +396,3 @@ class Checkpointer:
 def has_checkpoints(workdir: str, subdir: str = "checkpoints") -> bool:
   d = os.path.join(workdir, subdir)
   return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
-
-
-def has_committed_step(directory: str) -> bool:
-  """Whether any checkpoint directory below ``directory`` holds a finished step."""
-  for _root, dirs, _ in os.walk(directory):
-    if any(d.isdigit() for d in dirs):
-      return True
-    dirs[:] = [d for d in dirs if not d.isdigit() and TMP_MARKER not in d]
-  return False

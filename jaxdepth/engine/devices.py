@@ -32,12 +32,6 @@ def cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def backend_started() -> bool:
-  """True once jax has initialized a backend (device counts can no longer change)."""
-  from jax._src import xla_bridge
-  return bool(getattr(xla_bridge, "_backends", {}))
-
-
 def use_cpu_cores(n: int | None = None) -> int:
   """Give XLA ``n`` CPU devices (default: one per core) and return the count in use.
 
@@ -49,19 +43,22 @@ def use_cpu_cores(n: int | None = None) -> int:
   """
   if n is not None and int(n) < 1:
     raise ValueError(f"device count must be >= 1, got {n}")
-  if backend_started():
-    have = len(jax.devices("cpu"))
-    if n is not None and have != int(n):
-      import warnings
-      warnings.warn(f"jax already started with {have} CPU device(s); restart the "
-                    f"process (or call use_cpu_cores first) to use {n}", stacklevel=2)
-    return have
   user_set = (jax.config.jax_num_cpu_devices > 0
               or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""))
   if n is None and user_set:
     return len(jax.devices("cpu"))
-  n = cpu_count() if n is None else int(n)
-  jax.config.update("jax_num_cpu_devices", n)
+  want = cpu_count() if n is None else int(n)
+  try:
+    jax.config.update("jax_num_cpu_devices", want)
+  except RuntimeError:
+    # jax refuses a new device count once it has started a backend (its documented
+    # rule for this option); the count it started with stays.
+    have = len(jax.devices("cpu"))
+    if n is not None and have != want:
+      import warnings
+      warnings.warn(f"jax already started with {have} CPU device(s); restart the "
+                    f"process (or call use_cpu_cores first) to use {n}", stacklevel=2)
+    return have
   # Each device is already one core, so XLA's intra-op Eigen threads only contend;
   # with them, how a reduction is split depends on the device count, and CDNV moved
   # by 1 float32 ulp between 1, 2 and 4 devices. Single-threaded Eigen removes that
@@ -72,7 +69,7 @@ def use_cpu_cores(n: int | None = None) -> int:
   flags = os.environ.get("XLA_FLAGS", "")
   if "xla_cpu_multi_thread_eigen" not in flags:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
-  return n
+  return want
 
 
 def lapack_safe() -> bool:

@@ -8,8 +8,8 @@ the next segment has been dispatched, so the host never stalls the device (nanod
 pattern); ``stop`` is decided on those fetched outputs, never on the device state.
 
   state, done = loop.run(state, segment, start=0, total=epochs, bar=bar,
-                         steps_per_segment=spe, hooks=[Hook(eval_every, evaluate),
-                                                       Hook(ckpt_every, save)])
+                         steps_per_segment=spe, hooks=[Hook(every, evaluate),
+                                                       Hook(every, save)])
 """
 
 from __future__ import annotations
