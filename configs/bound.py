@@ -57,7 +57,7 @@ def get_config(arg=None):
   c.batchnorm = True            # BN in every block
   c.init = "kaiming"            # kaiming | pytorch
   c.model = ml_collections.ConfigDict(dict(head="gap"))  # CONV head: global avg pool
-  c.seed = 0                    # root key; subset/noise/init/order keys per spec §9.2
+  c.seed = 0                    # root key; subset/noise/init/order keys: one stream each
   c.m = 500                     # size of S1 and of S2 (multiple of the class count)
   c.num_draws = 10              # K draws of (S1, S2)
   c.num_clean_seeds = 2         # n_gamma networks trained on each clean S1

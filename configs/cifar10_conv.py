@@ -13,7 +13,7 @@ used CIFAR-100's); training batches get random crop (pad 4), horizontal flip and
 Runtime: not measured (no accelerator was available when this config was written);
 each depth is one vmapped program for the 3 seeds, 390 steps per epoch. A 2-core CPU
 is far too slow for this config: use a GPU/TPU, or lower width/epochs.
-Expected (spec §14.1): NCC train accuracy reaches ~1 below the top layer and stays
+Expected (paper): NCC train accuracy reaches ~1 below the top layer and stays
 there; the 0.01-effective depth stops growing once L passes a small threshold; train
 CDNV in the top layers falls as L grows.
 CIFAR-10 is the hardest of the four: NCC test accuracy stays well below train.

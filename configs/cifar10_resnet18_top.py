@@ -1,4 +1,4 @@
-"""ResNet-18 + two residual top layers on CIFAR-10 (authors' reference setup, spec §10.3).
+"""ResNet-18 + two residual top layers on CIFAR-10 (authors' reference setup).
 
   jaxdepth train --config configs/cifar10_resnet18_top.py --workdir runs/c10_resnet
 
@@ -18,7 +18,7 @@ Needs the TFDS dataset (prepared on first use with internet and
 ``pip install 'jaxdepth[tfds]'``; offline: ``python -m jaxdepth.data.tfds cifar10``).
 Runtime: not measured (no accelerator was available when this config was written);
 390 steps per epoch, 600 epochs, 2 vmapped seeds: many GPU-hours. Not for a CPU.
-Expected (spec §14.4): the added top layers are collapsed, with small train CDNV and
+Expected (paper): the added top layers are collapsed, with small train CDNV and
 NCC train accuracy as high as the layer below, i.e. redundant.
 """
 

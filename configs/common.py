@@ -55,7 +55,8 @@ def base() -> ml_collections.ConfigDict:
 
 
 def paper_conv(dataset: str, augment: tuple = ()) -> ml_collections.ConfigDict:
-  """CONV-L-128 depth sweep on a TFDS dataset with the reference schedule (spec §10-§12).
+  """CONV-L-128 depth sweep on a TFDS dataset with the reference schedule
+  (docs/definitions.md, "Training and data").
 
   Shared by configs/{mnist,fashion_mnist,svhn,cifar10}_conv.py, which differ only in
   the dataset and the augmentation.
@@ -74,7 +75,7 @@ def paper_conv(dataset: str, augment: tuple = ()) -> ml_collections.ConfigDict:
   c.model.head = "gap"                # global average pooling -> Linear(H -> 10)
   c.num_seeds = 3                     # vmapped seeds
   c.label_noise = (0.0,)              # clean labels (override for the noise sweep)
-  c.epochs = 100                      # proportionally scaled reference schedule (spec §11)
+  c.epochs = 100                      # proportionally scaled reference schedule
   c.batch_size = 128
   c.lr = 0.1                          # reference base learning rate
   c.warmup_epochs = 1.0               # linear warm-up over the first epoch

@@ -14,12 +14,12 @@ augmentation.
 
 Default (paper-size): not measured on a 2-core CPU; each depth is one vmapped program
 for the 3 seeds, 468 steps per epoch: use a GPU/TPU, or ``:cpu``.
-Expected (spec §14.1): NCC train accuracy reaches ~1 below the top layer and stays
+Expected (paper): NCC train accuracy reaches ~1 below the top layer and stays
 there; the 0.01-effective depth stops growing once L passes a small threshold; train
 CDNV in the top layers falls as L grows.
 
 ``:cpu`` is the CPU-feasible paper run: the paper's other family, MLP-L-128 (on the
-flattened 32x32 images), on the first 10000 training images (the spec's m = 10,000;
+flattened 32x32 images), on the first 10000 training images (the suggested m = 10,000;
 942-1027 per class), all 10000 test images, L in {2,4,6,8,12,16}, 5 seeds vmapped per depth,
 60 epochs (lr 0.05, x0.2 at 50% and 75%). Runtime: 526 s wall on the 2-core CPU
 (2 CPU devices). Measured: the eps=0.05 effective depth saturates at 4 from L = 8 on

@@ -12,7 +12,7 @@ Images are zero-padded 28 -> 32 and normalized with mean 0.1307, std 0.3081
 Runtime: not measured (no accelerator was available when this config was written);
 each depth is one vmapped program for the 3 seeds, 468 steps per epoch. A 2-core CPU
 is far too slow for this config: use a GPU/TPU, or lower width/epochs.
-Expected (spec §14.1): NCC train accuracy reaches ~1 below the top layer and stays
+Expected (paper): NCC train accuracy reaches ~1 below the top layer and stays
 there; the 0.01-effective depth stops growing once L passes a small threshold; train
 CDNV in the top layers falls as L grows.
 """

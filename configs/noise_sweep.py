@@ -4,8 +4,8 @@
   jaxdepth train --config configs/noise_sweep.py:uniform --workdir runs/noise_uniform
 
 All 6 noise levels x 5 seeds are ONE vmapped program. 'flip' (default) moves each
-chosen label to a different class (spec §7.1); ':uniform' draws it uniformly from all
-classes, so about 1/C of the chosen labels stay correct (spec §7.2). Writes
+chosen label to a different class; ':uniform' draws it uniformly from all
+classes, so about 1/C of the chosen labels stay correct. Writes
 summary.json, layers.csv (one row per run and layer; ``label_noise`` is the fraction
 p, the number of random labels is round(p * num_train)) and figures/: layers_d16_w128.png
 (per-layer NCC train/test accuracy, CDNV and rank, one curve per p; effective depth

@@ -3,7 +3,7 @@
   jaxdepth train --config configs/incremental/diagonal.py --workdir runs/inc_diag
 
 Runtime: about 10 s on a 2-core CPU (depths 1, 2, 3, 5 x 5 seeds, plus an SVM).
-Expected (spec §5.3, AC7): cos(beta, w*) ~0.85 for depth 1 (like the SVM), >= 0.98
+Expected (paper): cos(beta, w*) ~0.85 for depth 1 (like the SVM), >= 0.98
 for depth 2, >= 0.99 for depths 3 and 5; for depth >= 2 the four support coordinates
 cross |beta_j| = 0.2 in teacher order; depth 1 lets ~50 off-support coordinates
 cross, depth 3 only a few.  ``:tiny`` is a smoke run.

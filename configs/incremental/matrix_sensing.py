@@ -4,7 +4,7 @@
 
 Runtime: about 1 minute on a 2-core CPU (d = 50, m = 1000, 20k steps, depths 1-4;
 each step reads the 20 MB measurement tensor twice).
-Expected (spec §5.1; measured, seed 0): relative error 0.59 / 4.6e-4 / 2.5e-6 /
+Expected (paper; measured, seed 0): relative error 0.59 / 4.6e-4 / 2.5e-6 /
 3.0e-7 for depths 1 / 2 / 3 / 4; depths 3 and 4 learn the four singular values one
 at a time (t50 950, 1900, 3150, 4050 and 2150, 3950, 6650, 10850 steps; every
 next_frac_at_t90 <= 0.01), depth 2 learns the later pairs together (next_frac 0.05,

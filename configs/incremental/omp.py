@@ -1,4 +1,5 @@
-"""Deep toy model vs Orthogonal Matching Pursuit on sparse regression (spec §5.5).
+"""Deep toy model vs Orthogonal Matching Pursuit on sparse regression
+(docs/definitions.md, "Models").
 
   jaxdepth train --config configs/incremental/omp.py --workdir runs/inc_omp
 

@@ -3,7 +3,7 @@
   jaxdepth train --config configs/incremental/quadratic.py --workdir runs/inc_quad
 
 Runtime: about 10 s on a 2-core CPU (4 seeds x 2 bias modes, 30k steps).
-Expected (spec §5.2, AC6; measured, seeds 0-3): with a bias started at mean(y) the
+Expected (paper; measured, seeds 0-3): with a bias started at mean(y) the
 sorted eigenvalues reach half their targets strictly in order in 4/4 seeds (mean
 t50(2)/t50(1) = 4.1); without a bias the order breaks in 4/4 seeds (a smaller
 eigenvalue reaches half its target first, or two at once); test relative MSE <= 0.05.

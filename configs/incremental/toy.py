@@ -3,11 +3,11 @@
   jaxdepth train --config configs/incremental/toy.py --workdir runs/inc_toy
 
 Runtime: about 6 s on a 2-core CPU (float64, every step tracked).  Expected
-(spec AC1/AC2/AC4): for N >= 3 the values are learned one at a time with
+(paper): for N >= 3 the values are learned one at a time with
 t50(i)/t50(1) close to sigma*_1/sigma*_i = 1, 2, 3, 4 and next_frac_at_t90 <= 0.01;
 N = 2 learns the pairs with next_frac_at_t90 of 0.05 to 0.5; N = 1 has
 next_frac_at_t90 = 0.90 for every pair.  The printed critical-init table matches
-spec §4.3 (depth 2 needs sigma0 ~ 1e-19 for r = 0.9, depth 4 only ~ 7e-4).
+docs/definitions.md (depth 2 needs sigma0 ~ 1e-19 for r = 0.9, depth 4 only ~ 7e-4).
 ``:tiny`` runs in a few seconds (tests, notebook).
 """
 
@@ -23,7 +23,7 @@ def get_config(arg=None):
   c.num_seeds = 1  # the toy init is deterministic; seeds only replicate
   c.seed = 0  # root key
   c.steps = 200_000  # max GD steps (stops early once every run has loss < stop_loss)
-  c.lr = 0.0  # 0: per-depth rule lr_factor / (N^2 max sigma*^(2-2/N)) (spec §6)
+  c.lr = 0.0  # 0: per-depth rule lr_factor / (N^2 max sigma*^(2-2/N))
   c.lr_factor = 0.02  # ~100x below the stability limit, so GD tracks gradient flow
   c.record_every = 1  # steps between tracking evaluations (t10/t50/t90 resolution)
   c.log_every = 100  # steps between logged records (figures, metrics.jsonl)

@@ -1,4 +1,5 @@
-"""Gram rank of MLP embeddings at initialization vs depth (spec Sec. 5.1, AC3).
+"""Gram rank of MLP embeddings at initialization vs depth
+(docs/definitions.md, "Init rank").
 
 jaxdepth train --config configs/lowrank/init_rank.py --workdir runs/lr_init_rank
 

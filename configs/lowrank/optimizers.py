@@ -1,4 +1,5 @@
-"""Converged rho(W_e) vs depth for six optimizers (spec Sec. 5.3, Observation 3).
+"""Converged rho(W_e) vs depth for six optimizers (Observation 3;
+docs/definitions.md, "Optimizers").
 
 jaxdepth train --config configs/lowrank/optimizers.py --workdir runs/lr_optimizers
 

@@ -1,4 +1,5 @@
-"""Linear over-parameterization of MLP-L-H and CONV-L-H (spec Sec. 6.10, AC8 idea).
+"""Linear over-parameterization of MLP-L-H and CONV-L-H
+(docs/definitions.md, "Linear over-parameterization").
 
 jaxdepth train --config configs/lowrank/overparam.py --workdir runs/lr_overparam
 

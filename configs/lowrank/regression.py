@@ -1,5 +1,6 @@
 """Deep linear networks on low-rank vs full-rank regression, depth 1 to 32
-(spec Sec. 5.5; AC4 with the defaults, AC9/AC10 with --config.n_train=128).
+(docs/definitions.md, "Regression targets";
+a smaller training set: --config.n_train=128).
 
 jaxdepth train --config configs/lowrank/regression.py --workdir runs/lr_regression
 

@@ -1,4 +1,5 @@
-"""Volume simulation: rho of random products of n x n matrices vs depth (spec Sec. 4).
+"""Volume simulation: rho of random products of n x n matrices vs depth
+(docs/definitions.md, "Volume simulation").
 
 jaxdepth train --config configs/lowrank/volume.py --workdir runs/lr_volume
 

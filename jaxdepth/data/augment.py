@@ -1,10 +1,11 @@
 """On-device training augmentation: random crop with padding, horizontal flip, rotation.
 
 Used for training batches only. Every analysis (NCC, CDNV, train accuracy) runs on the
-un-augmented data (Galanti et al. 2022, spec §12 and §15.5): the returned function is
+un-augmented data (Galanti et al. 2022; docs/definitions.md, "Training and data"):
+the returned function is
 the identity when called with ``train=False``, and it never modifies its input.
 
-Reference pipeline for CIFAR (authors' code, spec §15): RandomCrop(32, padding=4),
+Reference pipeline for CIFAR (authors' code): RandomCrop(32, padding=4),
 RandomHorizontalFlip, RandomRotation(15) (nearest neighbour, fill 0 before
 normalization). jaxdepth implements all three, in that order; the rotation angle is
 uniform in [-15, 15] degrees per example, about the image centre.

@@ -6,15 +6,16 @@ import numpy as np
 
 
 def num_corrupted(p: float, n: int) -> int:
-  """k = round(p * n) with the rule floor(p * n + 1/2) (spec §7.1)."""
+  """k = round(p * n) with the rule floor(p * n + 1/2) (docs/definitions.md,
+  "Label corruption")."""
   return int(np.floor(p * n + 0.5))
 
 
 def corrupt_labels(key, y_N, p, num_classes: int, mode: str = "flip"):
   """Change exactly round(p * N) labels, chosen uniformly without replacement.
 
-  'flip': y -> (y + U{1..C-1}) mod C, never the original class (spec §7.1).
-  'uniform': y -> U{0..C-1}, so about 1/C keep their label (spec §7.2).
+  'flip': y -> (y + U{1..C-1}) mod C, never the original class.
+  'uniform': y -> U{0..C-1}, so about 1/C keep their label.
   ``p`` may be traced (vmapped over noise levels). Returns (labels, chosen_mask).
   """
   import jax
@@ -35,7 +36,8 @@ def corrupt_labels(key, y_N, p, num_classes: int, mode: str = "flip"):
 
 def balanced_disjoint_pair(rng: np.random.Generator, y_N: np.ndarray, m: int,
                            num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-  """Indices of two disjoint class-balanced samples S1, S2 of size m each (spec §9.3)."""
+  """Indices of two disjoint class-balanced samples S1, S2 of size m each
+  (docs/definitions.md, "Bound protocol")."""
   if m % num_classes:
     raise ValueError(f"m={m} must be divisible by the number of classes {num_classes}")
   per = m // num_classes

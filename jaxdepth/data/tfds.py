@@ -17,7 +17,7 @@ reads the IDX files of Debian's ``dataset-fashion-mnist`` package (jaxdepth.data
 when tfds has not prepared the set. Order: tfds prepared -> tfds; IDX files found ->
 IDX; ``download`` -> tfds download; else one line naming both routes.
 
-Preprocessing (Galanti et al. 2022, spec §12):
+Preprocessing (Galanti et al. 2022; docs/definitions.md, "Training and data"):
 - MNIST and Fashion-MNIST are zero-padded 28 -> 32 before normalization, as in the
   authors' reference code (``pad_to_32=False`` keeps 28x28).
 - SVHN: ``train`` split only (the 531k ``extra`` images are not used).

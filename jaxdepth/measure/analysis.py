@@ -1,4 +1,5 @@
-"""Streamed per-layer analysis of any jaxdepth Network (spec §3-§5, §13).
+"""Streamed per-layer analysis of any jaxdepth Network
+(docs/definitions.md, "Minimal depth").
 
 One jitted program computes, for every layer and (under vmap) every run: NCC train
 and test accuracy, CDNV on train and on test (two passes, centred), effective depths,

@@ -1,7 +1,8 @@
 """Class statistics, CDNV, NCC classification and effective depth.
 
 Galanti, Galanti & Ben-Shaul 2022, "On the Implicit Bias Towards Minimal Depth of
-Deep Neural Networks", §3-§5 of the jaxdepth spec. All functions are pure, jittable
+Deep Neural Networks", see docs/definitions.md,
+"Minimal depth". All functions are pure, jittable
 and vmappable (over layers and runs); ``feats`` is (N, D) for one layer. Variances
 use two passes over centred features (never E|f|^2 - |mu|^2, which cancels
 catastrophically in collapsed layers).
@@ -14,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-DEGENERATE_TOL = 1e-12  # relative tolerance for coincident class means (spec §3.4)
+DEGENERATE_TOL = 1e-12  # relative tolerance for coincident class means
 
 
 class ClassStats(NamedTuple):

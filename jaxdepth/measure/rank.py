@@ -121,7 +121,7 @@ def gram_entropy_rank(phi_xNxK: jax.Array, center: bool = False,
     phi_xNxK: embeddings of N points in K features (leading axes are batch axes,
       e.g. layers).
     center: subtract the mean over the N points first (default False, uncentered,
-      as in the spec's acceptance checks).
+      as in the low-rank paper's checks).
     tol: optional relative cutoff applied to the eigenvalues s_i^2.
 
   Returns:

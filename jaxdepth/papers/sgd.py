@@ -25,7 +25,7 @@ class TrainState(NamedTuple):
 
 
 class RunKeys(NamedTuple):
-  """One typed key per purpose and run (spec: init, data order, label noise, augment)."""
+  """One typed key per purpose and run (init, data order, label noise, augment)."""
   init: jax.Array
   order: jax.Array
   noise: jax.Array

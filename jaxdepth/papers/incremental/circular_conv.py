@@ -1,6 +1,7 @@
 """Circular-convolutional linear networks: Fourier amplitudes learned largest first.
 
-Gissin et al. (2020), Figure 1d and appendix; spec §5.4 and AC8.  N - 1 full-length
+Gissin et al. (2020), Figure 1d and appendix;
+docs/definitions.md, "Models".  N - 1 full-length
 circular cross-correlation layers (FFT) and a dense d -> 1 layer; teacher with
 rfft(w*)[0:4] = ``teacher_freqs`` (unit norm); labels sign(<w*, x>); exponential or
 logistic loss; full-batch GD stopped at ``stop_loss``.  The end-to-end beta is exact

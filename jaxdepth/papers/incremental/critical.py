@@ -1,4 +1,5 @@
-"""Critical initialization of the toy model, from exact gradient flow (spec §4.3, AC4).
+"""Critical initialization of the toy model, from exact gradient flow
+(docs/definitions.md, "Critical initialization").
 
 Gradient flow of sigma = u^N under 1/2 (sigma - sigma*)^2 gives
     dsigma/dt = N^2 sigma^(2 - 2/N) (sigma* - sigma),

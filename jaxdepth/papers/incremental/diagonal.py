@@ -1,6 +1,7 @@
 """Diagonal linear networks for binary classification: features picked up one at a time.
 
-Gissin et al. (2020), Figure 1c; spec §5.3 and AC7.  beta = w_+^N - w_-^N with
+Gissin et al. (2020), Figure 1c; docs/definitions.md, "Models".
+beta = w_+^N - w_-^N with
 w_+ = w_- = sigma0^(1/N) at init; x ~ N(0, I_d); labels sign(<w*, x>) with w* proportional to
 ``teacher`` on the first coordinates; exponential (default) or logistic loss,
 averaged; full-batch GD stopped at ``stop_loss``.  Tracked: first step with

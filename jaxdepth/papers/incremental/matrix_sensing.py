@@ -1,6 +1,7 @@
 """Deep matrix sensing: W = W_1 ... W_N recovers a rank-4 W* from m << d^2 measurements.
 
-Gissin et al. (2020), Figure 1a; spec §5.1 and AC5.  Loss = mean_i (<A_i, W> - y_i)^2
+Gissin et al. (2020), Figure 1a; docs/definitions.md, "Models".
+Loss = mean_i (<A_i, W> - y_i)^2
 (no 1/2), A_i i.i.d. N(0, 1), W* = diag(targets, 0, ...), full-batch GD, the top-k
 singular values of W tracked every ``record_every`` steps.
 """

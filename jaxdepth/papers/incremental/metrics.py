@@ -1,4 +1,5 @@
-"""Incremental-learning statistics (spec §3): t10/t50/t90, next_frac_at_t90, active count.
+"""Incremental-learning statistics (docs/definitions.md, "Crossing times"):
+t10/t50/t90, next_frac_at_t90, active count.
 
 Plain NumPy on host arrays.  Never-reached times are +inf (null in JSON) and the
 next-value fraction after a never-reached t90 is NaN.
@@ -94,7 +95,8 @@ def strictly_increasing(x) -> bool:
 
 
 def regression_metrics(t_AxK, snap_AxKxK, targets_K, time_per_step: float | None = None) -> dict:
-  """Per-run t10/t50/t90, next_frac_at_t90, widths, gaps (spec §3.2)."""
+  """Per-run t10/t50/t90, next_frac_at_t90, widths, gaps
+  (docs/definitions.md, "Crossing times")."""
   k = len(targets_K)
   t = np.asarray(t_AxK, float)[:, :k]
   width, gap = widths_and_gaps(t)

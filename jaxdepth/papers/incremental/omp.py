@@ -1,6 +1,7 @@
 """Deep toy model vs Orthogonal Matching Pursuit on sparse regression.
 
-Gissin et al. (2020); spec §5.5.  X (n x d) with i.i.d. N(0, 1) entries and unit-norm
+Gissin et al. (2020); docs/definitions.md, "Models".
+X (n x d) with i.i.d. N(0, 1) entries and unit-norm
 columns; w* with ``sparsity`` nonzeros Exponential(scale) + 1 on a uniform support;
 y = X w*.  GD side: signed depth-N toy model beta = w_+^N - w_-^N, loss mean (X beta -
 y)^2 (no 1/2), full batch, stopped at ``stop_loss``; coordinate j is selected at the

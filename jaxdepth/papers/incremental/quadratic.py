@@ -1,6 +1,7 @@
 """Quadratic network f(x) = ||W x||^2 (+ b): eigenvalues of W^T W learned one by one.
 
-Gissin et al. (2020), Figure 1b; spec §5.2 and AC6.  Teacher M* with eigenvalues
+Gissin et al. (2020), Figure 1b; docs/definitions.md, "Models".
+Teacher M* with eigenvalues
 ``targets`` (W* = diag(sqrt(targets))), x ~ N(0, I), y = x^T M* x; W(0) =
 sqrt(sigma0) Q (Q orthogonal, so M(0) = sigma0 I); loss mean (f - y)^2 (no 1/2).
 Two variants per run, from ``bias_modes``: no bias, and a trainable bias started at

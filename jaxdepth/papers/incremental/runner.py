@@ -10,7 +10,8 @@ each first crossing are kept in the carry, so they have the resolution of
 ``record_every`` without storing every step.  Depth is a shape: the caller loops
 over depths, one compile each.
 
-Stopping (spec §6): the scan length is fixed; a run whose loss falls below
+Stopping (docs/definitions.md, "Stopping"):
+the scan length is fixed; a run whose loss falls below
 ``stop_loss`` freezes its parameters (``jnp.where``) and records its stop step.
 A run whose loss becomes non-finite or grows past ``diverge_factor`` x its
 initial loss also freezes (at its last finite parameters) and is flagged

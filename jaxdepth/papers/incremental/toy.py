@@ -1,6 +1,7 @@
 """Toy model sigma_i = u_i^N: the staircase, its time scaling, and the critical-init table.
 
-Gissin, Shalev-Shwartz & Daniely (2020), toy model; spec §2, §4, AC1-AC2, AC4.
+Gissin, Shalev-Shwartz & Daniely (2020), toy model; docs/definitions.md, "Models"
+and "Critical initialization".
 Loss 1/2 sum_i (sigma_i - sigma*_i)^2, GD on u, float64, tracked every step.
 """
 
@@ -31,7 +32,7 @@ def validate(config) -> None:
 
 
 def toy_lr(depth: int, targets, factor: float = 0.02) -> float:
-  """lr = factor / (N^2 max_i sigma*_i^(2 - 2/N)) (spec §6), ~100x below stability."""
+  """lr = factor / (N^2 max_i sigma*_i^(2 - 2/N)), ~100x below stability."""
   return factor / (depth**2 * max(targets) ** (2.0 - 2.0 / depth))
 
 

@@ -2,7 +2,7 @@
 regression problems, one pure ``fit`` for every optimizer, summaries and figures.
 
 Row-vector convention throughout: y = x @ W_e with W_e = W_1 @ W_2 @ ... @ W_d
-(spec low_rank_bias.md Sec. 2.1).
+(docs/definitions.md, "Effective rank").
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ class Regression(NamedTuple):
 
 def make_target(key, dim: int, target: str, rank_: int, dtype=jnp.float32) -> jax.Array:
   """low_rank: U V^T sqrt(dim / r) (flat spectrum, rho = log r); full_rank: a Gaussian
-  matrix with unit-norm rows (spec AC4 / AC10). Both have ||W*||_F^2 = dim."""
+  matrix with unit-norm rows (docs/definitions.md, "Regression targets").
+  Both have ||W*||_F^2 = dim."""
   if target == "low_rank":
     k1, k2 = jax.random.split(key)
     u, _ = jnp.linalg.qr(jax.random.normal(k1, (dim, rank_), dtype))

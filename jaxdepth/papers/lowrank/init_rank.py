@@ -1,5 +1,5 @@
 """Observation 1: the Gram rank of MLP embeddings at initialization falls with depth
-(Huh et al. 2021, Fig. 3; spec Sec. 5.1 and AC3).
+(Huh et al. 2021, Fig. 3; docs/definitions.md, "Init rank").
 
 A fixed batch X (n_points x d_in, N(0, I)) goes through a random MLP of depth d
 (first layer d_in -> width, then d - 1 layers width -> width, Kaiming weights with

@@ -1,5 +1,5 @@
 """Observation 3: the low-rank bias holds across optimizers, gradient-free included
-(Huh et al. 2021, Fig. 6; spec Sec. 5.3).
+(Huh et al. 2021, Fig. 6; docs/definitions.md, "Optimizers").
 
 Deep linear networks y = x W_1 ... W_d fit an under-determined low-rank regression
 (the regression experiment's problem at a smaller default size) with SGD (full-batch

@@ -1,9 +1,11 @@
 """Linear over-parameterization of an MLP and a CONV-L-H on embedded datasets
-(Huh et al. 2021, Sec. 6 and Fig. 7; spec Sec. 6.10).
+(Huh et al. 2021, Sec. 6 and Fig. 7;
+docs/definitions.md, "Linear over-parameterization").
 
 Every Linear/Conv layer of the core networks (nets.mlp, convnets.build_conv) is
 expanded into ``expansion`` linear sub-layers (k x k then 1 x 1 for convs, the
-Sec. 6.4 init) with ``overparam.expand_params``; the network's apply collapses the
+Kaiming init of the paper's reference code) with ``overparam.expand_params``; the
+network's apply collapses the
 factors (``overparam.collapse_params``, differentiable, so training follows the
 factorized dynamics) and runs the original network on the collapsed weights. The
 expanded network is registered as the model family ``overparam`` (model fields

@@ -1,5 +1,5 @@
 """Deep linear networks on low-rank and full-rank regression: the depth sweep of
-Huh et al. 2021 (Fig. 5; spec Sec. 5.5, AC4, AC9, AC10).
+Huh et al. 2021 (Fig. 5; docs/definitions.md, "Regression targets").
 
 A target W* (dim x dim; rank ``target_rank`` with a flat spectrum, or full rank with
 unit-norm rows) is fit from n_train Gaussian inputs by y = x W_1 ... W_d, full-batch

@@ -1,4 +1,5 @@
-"""The "volume" simulation (Huh et al. 2021, Fig. 2; spec Sec. 4).
+"""The "volume" simulation (Huh et al. 2021, Fig. 2;
+docs/definitions.md, "Volume simulation").
 
 For each depth d, ``draws`` products W_e = W_1 ... W_d of i.i.d. n x n factors
 (Normal or Uniform, variance 1/n) are drawn and rho(W_e) is histogrammed. The

@@ -1,11 +1,12 @@
-"""Training side of the bound estimate (Galanti et al. 2022, Prop. 1; spec §9).
+"""Training side of the bound estimate (Galanti et al. 2022, Prop. 1;
+docs/definitions.md, "Bound protocol").
 
 For K draws of disjoint class-balanced samples S1^k, S2^k (m each):
   clean runs  (K x n_clean):       h_{k,g}   trained on S1^k;
   noisy runs  (K x |p| x n_noisy): h_{k,p,g} trained on S1^k u S2^{k,p}~, S2's labels
                                    corrupted on exactly round(p m) points.
 Each group is ONE compiled program: train.py's epoch function vmapped over runs
-with a per-run training set. Keys follow spec §9.2. Three checkpoint trees:
+with a per-run training set. Keys: one stream per purpose. Three checkpoint trees:
   checkpoints/data   sample indices, inputs, clean and corrupted labels, test set;
   checkpoints/clean  network variables and optimizer state of every clean run;
   checkpoints/noisy  the same for the noisy runs;
@@ -86,7 +87,7 @@ def grids(config) -> tuple[list[dict], list[dict]]:
 
 
 def protocol_keys(seed: int):
-  """root -> (subset, noise, init, order, init_noisy, order_noisy), spec §9.2."""
+  """root -> (subset, noise, init, order, init_noisy, order_noisy): one stream per purpose."""
   return jax.random.split(jax.random.key(seed), 6)
 
 

@@ -8,7 +8,7 @@ no optax): the network's apply is rebuilt from the stored model config with
 jaxdepth.nets. One jitted program, vmapped over ALL stored networks (clean runs padded
 to 2m with masked rows), recomputes the per-layer NCC train errors on each run's own
 training set (S1^k, or S1^k u S2^{k,p}~ with its noisy labels) and the network test
-errors. jaxdepth.papers.minimal_depth.bounds turns them into the table of spec §9.6,
+errors. jaxdepth.papers.minimal_depth.bounds turns them into the bound table,
 which is printed and written to DIR/bound.json and DIR/bound.csv.
 """
 
@@ -112,7 +112,7 @@ def make_ncc_program(network: nets.Network, num_classes: int):
   (ncc_train_err_L, test_err).
 
   The training-time analysis itself (analysis.make_analyzer: streamed class means of
-  centred features, NCC with the training means, spec §4; the network's own argmax on
+  centred features, NCC with the training means; the network's own argmax on
   the test set), so recomputed errors equal the logged ones by construction.
   """
   analyzer = analysis.make_analyzer(network, num_classes, eps=(0.0,), rank_samples=1)

@@ -1,7 +1,7 @@
 """Generalization-bound arithmetic from effective depths and test errors (numpy).
 
 Galanti, Galanti & Ben-Shaul 2022, Proposition 1 (Eq. 3), estimated with the
-jaxdepth protocol of spec §9:
+jaxdepth protocol (docs/definitions.md, "Bound protocol"):
 
   D_k          = mean_g d^eps_{S1^k}(h_{k,g})                 clean effective depth
   dmin_{k,p}   = min_g  d^eps_{S1^k u S2^{k,p}~}(h_{k,p,g})     minimal-depth estimate
@@ -63,7 +63,7 @@ def clean_depth(depth_KxG) -> np.ndarray:
 
 
 def minimal_depth(depth_KxPxG) -> np.ndarray:
-  """dmin_hat_{k,p} = min over noisy seeds of d on S1 u S2~ (spec §6); -> (K, P)."""
+  """dmin_hat_{k,p} = min over noisy seeds of d on S1 u S2~ (upper estimate); -> (K, P)."""
   return np.asarray(depth_KxPxG).min(-1)
 
 
@@ -75,14 +75,14 @@ def first_term(clean_depth_KxG, noisy_depth_KxPxG) -> np.ndarray:
 
 
 def bound(first_term_P, p_P, alpha: float) -> np.ndarray:
-  """B_{p,alpha} = T_p + (1 + alpha) p, with delta_1 = delta_2 = 0 (spec §9.4)."""
+  """B_{p,alpha} = T_p + (1 + alpha) p, with delta_1 = delta_2 = 0 (assumed)."""
   return np.asarray(first_term_P, np.float64) + (1.0 + alpha) * np.asarray(p_P, np.float64)
 
 
 def bound_rows(clean_err_KxGxL, noisy_err_KxPxGxL, test_err_KxG, ps, alphas, eps_list,
                num_layers: int | None = None, extra: dict | None = None,
                n_clean: int | None = None, n_noisy: int | None = None) -> list[dict]:
-  """The report table of spec §9.6: one row per (eps, p, alpha).
+  """The report table: one row per (eps, p, alpha).
 
   Args:
     clean_err_KxGxL: per-layer NCC train errors of the clean runs on S1^k.
