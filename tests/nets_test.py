@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdepth import nets
+from jaxdepth.nets.mlp import UNROLL_MAX_LAYERS
 
 
 def unrolled_mlp(v, x, batchnorm, train):
@@ -47,6 +48,32 @@ def test_scan_equals_unrolled(depth, batchnorm, train):
     assert not np.allclose(new_stats["mean"], v["batch_stats"]["mean"])
   elif batchnorm:
     np.testing.assert_array_equal(new_stats["mean"], v["batch_stats"]["mean"])
+
+
+@pytest.mark.parametrize("batchnorm,train", [(True, True), (True, False), (False, True)])
+def test_scanned_mlp_equals_unrolled_float64(batchnorm, train):
+  """The scanned path (depth - 1 > UNROLL_MAX_LAYERS hidden layers; the test above only
+  reaches the unrolled one) against the float64 numpy loop, all in float64, so that
+  anything beyond rounding shows: 1e-10 relative to each layer's largest entry."""
+  depth = 20
+  assert depth - 1 > UNROLL_MAX_LAYERS
+  with jax.enable_x64(True):
+    net = nets.mlp(depth, 16, 12, 3, batchnorm=batchnorm)
+    v = jax.tree.map(lambda a: a.astype(jnp.float64), net.init(jax.random.key(0)))
+    if batchnorm:  # BN parameters and running statistics that differ per layer and
+      # channel, so that a layer taking another layer's slice would show
+      k = jax.random.split(jax.random.key(2), 4)
+      shape = (depth, 16)
+      v["params"]["bn"] = {"scale": 1.0 + 0.2 * jax.random.normal(k[0], shape, jnp.float64),
+                           "bias": 0.1 * jax.random.normal(k[1], shape, jnp.float64)}
+      v["batch_stats"] = {"mean": 0.1 * jax.random.normal(k[2], shape, jnp.float64),
+                          "var": jax.random.uniform(k[3], shape, jnp.float64, 0.5, 1.5)}
+    x = jax.random.normal(jax.random.key(1), (32, 3, 4), jnp.float64)
+    logits, (feats,), _ = jax.jit(lambda v, x: net.apply(v, x, train=train))(v, x)
+  assert logits.dtype == feats.dtype == jnp.float64 and feats.shape == (depth, 32, 16)
+  want_logits, want_feats = unrolled_mlp(v, np.asarray(x), batchnorm, train)
+  for got, want in [(logits, want_logits)] + list(zip(feats, want_feats)):  # per layer
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.max(np.abs(want)))
 
 
 def test_init_statistics():

@@ -13,7 +13,8 @@ TINY = dict(family="resnet18_top", width=4, top_depth=2, top_kind="res", batchno
 
 
 def test_feature_dims_32x32_paper_values():
-  """Spec §2: nine embeddings of the reference ResNet-18 with two top layers."""
+  """Nine embeddings of the reference ResNet-18 with two top layers (stem, four
+  stages, pool, fc, two top layers), sized for 32x32x3 inputs and width 64."""
   cfg = dict(TINY, width=64)
   net = trunks.build_resnet18_top(cfg, (32, 32, 3), 10)
   v = jax.eval_shape(net.init, jax.random.key(0))

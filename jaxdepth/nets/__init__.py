@@ -3,7 +3,8 @@
   nets.build({"family": "mlp", "depth": 8, "width": 64, ...}, input_shape, num_classes)
 
 Families: ``mlp`` (mlp.py), ``conv`` (conv.py, CONV-L-H), ``resnet18_top`` (trunks.py),
-``overparam`` (overparam.py, linear over-parameterization collapsed in apply).
+``overparam`` (expanded.py over overparam.py, linear over-parameterization collapsed in
+apply). BatchNorm and weight initialization of all of them: layers.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import importlib
 
 from jaxdepth.nets.base import Network
-from jaxdepth.nets.mlp import BN_EPS, BN_MOMENTUM, batch_norm, bn_init, dense_init, mlp
+from jaxdepth.nets.layers import BN_EPS, BN_MOMENTUM, batch_norm, bn_init, dense_init
+from jaxdepth.nets.mlp import mlp
 
 __all__ = ["Network", "FAMILIES", "build", "family_module", "mlp", "dense_init",
            "batch_norm", "bn_init", "BN_EPS", "BN_MOMENTUM"]

@@ -15,19 +15,12 @@ Architecture (jaxdepth's documented choices for what the paper leaves open):
 - Conv biases exist only without BatchNorm (with BN they are redundant).
 - Convs run as XLA convolutions on accelerators and as one patch matmul (im2col) on
   CPU, where native conv gradients inside loops are 20-30x slower (``conv_patches``).
-- Embedding of layer i (spec §2): the post-ReLU output of layer i, flattened in
-  NHWC order. The stem output and the scanned layers have the same shape, so all L
-  embeddings come back as ONE feats group of shape (L, B, h*w*H).
+- Embedding of layer i: the post-ReLU output of layer i, flattened in NHWC order.
+  The stem output and the scanned layers have the same shape, so all L embeddings
+  come back as ONE feats group of shape (L, B, h*w*H).
 
-BatchNorm follows Flax: momentum 0.9 (PyTorch 0.1), eps 1e-5, biased batch variance
-for both normalization and the running average. In train mode it normalizes with the
-batch statistics and returns the updated running averages; in eval mode it uses the
-running averages and returns them unchanged.
-
-Initializations: 'kaiming' = He normal, std sqrt(2 / fan_in) (sqrt(1 / fan_in)
-for the linear head), zero biases;
-'pytorch' = PyTorch defaults, weights U(+-1/sqrt(fan_in)) (Kaiming-uniform with
-a = sqrt(5)), biases U(+-1/sqrt(fan_in)). BN scale 1, bias 0 in both.
+BatchNorm and initializations ('kaiming' | 'pytorch'; BN scale 1, bias 0) are those
+of jaxdepth/nets/layers.py, shared by every family.
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,11 +36,16 @@ from jax import lax
 
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.nets.base import Network
+from jaxdepth.nets.layers import (
+  INITS,
+  bias_spec,
+  bn_layer,
+  bn_specs,
+  materialize,
+  weight_spec,
+)
 
-INITS = ("kaiming", "pytorch")
 HEADS = ("gap", "flatten")
-BN_MOMENTUM = 0.9
-BN_EPS = 1e-5
 
 
 # ----------------------------------------------------------------------------- shared
@@ -68,92 +66,9 @@ def _get(cfg, name: str, default: Any) -> Any:
   return cfg.get(name, default)
 
 
-class Init(NamedTuple):
-  """Spec of one initial array: kind 'normal' (std scale), 'uniform' (+-scale), 'const'."""
-  kind: str
-  shape: tuple[int, ...]
-  scale: float
-
-
-def weight_spec(shape: Sequence[int], fan_in: int, init: str, relu: bool = True) -> Init:
-  """Conv/linear weight.
-
-  kaiming: N(0, 2/fan_in) before a ReLU, N(0, 1/fan_in) for a linear read-out
-  (as jaxdepth.nets.dense_init); pytorch: U(+-1/sqrt(fan_in)) (Kaiming-uniform, a=sqrt 5).
-  """
-  if init == "kaiming":
-    return Init("normal", tuple(shape), math.sqrt((2.0 if relu else 1.0) / fan_in))
-  if init == "pytorch":
-    return Init("uniform", tuple(shape), 1.0 / math.sqrt(fan_in))
-  raise ConfigError("init", f"unknown value {init!r}; allowed: {', '.join(INITS)}")
-
-
-def bias_spec(shape: Sequence[int], fan_in: int, init: str) -> Init:
-  """Bias: zeros (kaiming) or U(+-1/sqrt(fan_in)) (pytorch)."""
-  if init == "pytorch":
-    return Init("uniform", tuple(shape), 1.0 / math.sqrt(fan_in))
-  return Init("const", tuple(shape), 0.0)
-
-
-def bn_specs(shape: Sequence[int]) -> tuple[dict, dict]:
-  """BN params {scale: 1, bias: 0} and running stats {mean: 0, var: 1}."""
-  shape = tuple(shape)
-  return ({"scale": Init("const", shape, 1.0), "bias": Init("const", shape, 0.0)},
-          {"mean": Init("const", shape, 0.0), "var": Init("const", shape, 1.0)})
-
-
-def materialize(key, specs):
-  """Arrays for a tree of Init specs from ONE normal and ONE uniform draw.
-
-  Every weight is a disjoint slice of a single flat draw: statistically the same as
-  independent draws, but XLA compiles one RNG op instead of one per weight shape
-  (on a loaded 2-core CPU each extra RNG op cost about 3 s of compile time).
-  """
-  leaves, treedef = jax.tree.flatten(specs, is_leaf=lambda x: isinstance(x, Init))
-  sizes = {k: sum(math.prod(s.shape) for s in leaves if s.kind == k)
-           for k in ("normal", "uniform")}
-  k_n, k_u = jax.random.split(key)
-  flat = {"normal": jax.random.normal(k_n, (sizes["normal"],), jnp.float32),
-          "uniform": jax.random.uniform(k_u, (sizes["uniform"],), jnp.float32, -1.0, 1.0)}
-  offset = {"normal": 0, "uniform": 0}
-  out = []
-  for s in leaves:
-    n = math.prod(s.shape)
-    if s.kind == "const":
-      out.append(jnp.full(s.shape, s.scale, jnp.float32))
-      continue
-    out.append(s.scale * flat[s.kind][offset[s.kind]:offset[s.kind] + n].reshape(s.shape))
-    offset[s.kind] += n
-  return jax.tree.unflatten(treedef, out)
-
-
 def _channel(v_C: jax.Array, ndim: int) -> jax.Array:
   """(C,) -> (1, ..., 1, C), explicit broadcasting (rank promotion is 'raise')."""
   return v_C.reshape((1,) * (ndim - 1) + v_C.shape)
-
-
-def batchnorm(x, p: dict, s: dict, train: bool) -> tuple[jax.Array, dict]:
-  """BatchNorm over all axes but the last (channels).
-
-  y = (x - m) / sqrt(v + eps) * scale + bias, with (m, v) the biased batch mean and
-  variance in train mode, the running averages in eval mode. Running averages:
-  r <- 0.9 r + 0.1 batch (Flax momentum 0.9 = PyTorch momentum 0.1).
-
-  Returns (y, new_stats); new_stats is ``s`` itself in eval mode.
-  """
-  axes = tuple(range(x.ndim - 1))
-  if train:
-    mean_C = jnp.mean(x, axes)
-    var_C = jnp.mean(jnp.square(x - _channel(mean_C, x.ndim)), axes)
-    new = {
-        "mean": BN_MOMENTUM * s["mean"] + (1.0 - BN_MOMENTUM) * mean_C,
-        "var": BN_MOMENTUM * s["var"] + (1.0 - BN_MOMENTUM) * var_C,
-    }
-  else:
-    mean_C, var_C, new = s["mean"], s["var"], s
-  inv_C = lax.rsqrt(var_C + BN_EPS) * p["scale"]
-  y = (x - _channel(mean_C, x.ndim)) * _channel(inv_C, x.ndim) + _channel(p["bias"], x.ndim)
-  return y, new
 
 
 def conv(x, w, stride: int, padding: int, impl: str = "xla") -> jax.Array:
@@ -298,10 +213,8 @@ def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Netwo
     """conv -> (BN | bias) -> ReLU for one layer; returns (h, new_stats)."""
     h = conv(x, p["w"], stride, 1, impl)
     if use_bn:
-      h, s = batchnorm(h, p["bn"], s, train)
-    else:
-      h = h + _channel(p["b"], h.ndim)
-    return jax.nn.relu(h), s
+      return bn_layer(h, p["bn"], s, train, relu=True)
+    return jax.nn.relu(h + _channel(p["b"], h.ndim)), s
 
   def apply_fn(variables: dict, x, train: bool = False):
     p, st = variables["params"], variables["batch_stats"]

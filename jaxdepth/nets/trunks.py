@@ -1,4 +1,4 @@
-"""ResNet-18 with a 128-wide projection and ``top_depth`` top layers (spec §10.3).
+"""ResNet-18 with a 128-wide projection and ``top_depth`` top layers.
 
 Follows the authors' reference code for "On the Implicit Bias Towards Minimal Depth"
 (Galanti et al. 2022), early versions:
@@ -22,14 +22,15 @@ and are threaded explicitly, which is what the trainer needs to vmap init/apply 
 runs; there is no mutable module state to split, merge or keep in sync. Parameters
 are plain nested dicts, so checkpoints restore without model code.
 
-Embeddings (spec §2): feats groups, in order, stem (1, B, H*W*w), stage 1..4
-(1, B, D_s each), pool (1, B, 8w), fc (1, B, 128), top (top_depth, B, 128).
+Embeddings (each recorded layer's output, flattened): feats groups, in order, stem
+(1, B, H*W*w), stage 1..4 (1, B, D_s each), pool (1, B, 8w), fc (1, B, 128), top
+(top_depth, B, 128).
 For 32x32x3 inputs and w = 64: 65536, 65536, 32768, 16384, 8192, 512, 128, then
 128 per top layer. Default ``embed='post'`` records post-ReLU tensors everywhere;
 ``embed='reference'`` copies the reference code: ``fc`` and plain 'fc' top layers are
 recorded before their ReLU (residual top blocks are recorded at their output).
-BatchNorm and initializations: as in jaxdepth.nets.conv (Flax momentum 0.9, eps 1e-5;
-'kaiming' He normal or 'pytorch' defaults).
+BatchNorm and initializations: jaxdepth/nets/layers.py, as for every family (Flax
+momentum 0.9, eps 1e-5; 'kaiming' He normal or 'pytorch' defaults).
 """
 
 from __future__ import annotations
@@ -42,17 +43,13 @@ from jax import lax
 
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.nets.base import Network
-from jaxdepth.nets.conv import (
+from jaxdepth.nets.conv import _get, conv, field_name, out_size, resolve_conv_impl
+from jaxdepth.nets.layers import (
   INITS,
-  _get,
-  batchnorm,
   bias_spec,
+  bn_layer,
   bn_specs,
-  conv,
-  field_name,
   materialize,
-  out_size,
-  resolve_conv_impl,
   weight_spec,
 )
 
@@ -175,24 +172,26 @@ def build_resnet18_top(model_cfg, input_shape: Sequence[int], num_classes: int) 
     batch = x.shape[0]
     new_st = {}
 
-    def cbn(h, name, sub, stride, pad):
-      """conv -> BN (train/eval); records the new running stats."""
+    def cbn(h, name, sub, stride, pad, relu=False):
+      """conv -> BN (train/eval) [-> ReLU]; records the new running stats."""
       h = conv(h, p[name][sub]["w"], stride, pad, impl)
       if use_bn:
-        h, new_st.setdefault(name, {})[sub] = batchnorm(h, p[name][sub]["bn"],
-                                                        st[name][sub], train)
-      return h
+        h, new_st.setdefault(name, {})[sub] = bn_layer(h, p[name][sub]["bn"],
+                                                       st[name][sub], train, relu)
+        return h
+      return jax.nn.relu(h) if relu else h
 
     h = conv(x, p["stem"]["w"], 1, 1, impl)
     if use_bn:
-      h, new_st["stem"] = batchnorm(h, p["stem"]["bn"], st["stem"], train)
-    h = jax.nn.relu(h)
+      h, new_st["stem"] = bn_layer(h, p["stem"]["bn"], st["stem"], train, relu=True)
+    else:
+      h = jax.nn.relu(h)
     feats = [h.reshape(1, batch, -1)]
     for i, stride in enumerate(STAGE_STRIDES):
       for b in range(BLOCKS_PER_STAGE):
         name = f"stage{i + 1}_block{b}"
         s_b = stride if b == 0 else 1
-        y = jax.nn.relu(cbn(h, name, "conv1", s_b, 1))
+        y = cbn(h, name, "conv1", s_b, 1, relu=True)
         y = cbn(y, name, "conv2", 1, 1)
         sc = cbn(h, name, "proj", s_b, 0) if "proj" in p[name] else h
         h = jax.nn.relu(y + sc)
