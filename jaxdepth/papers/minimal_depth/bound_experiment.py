@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth import data, nets
-from jaxdepth.engine import ckpt, devices, loop, writers
+from jaxdepth.engine import ckpt, devices, driver, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers import sgd
@@ -185,8 +185,6 @@ def train_group(config, kind: str, network, grid, keys: sgd.RunKeys, sets, test_
   keys = place.pad(keys)
   state = place.runs(init_all(keys.init))
   labels, x, keys = place.runs((np.asarray(y_RxN), np.asarray(x_RxN), keys))
-  ck = ckpt.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
-                         subdir=os.path.join("checkpoints", kind))
   # Checkpoints hold the real runs only, as host arrays: they do not depend on the
   # device count, and the offline calculator reads them without model code.
   ints = lambda k: np.asarray([r.get(k, -1) for r in grid], np.int32)
@@ -194,25 +192,19 @@ def train_group(config, kind: str, network, grid, keys: sgd.RunKeys, sets, test_
            "draw": ints("draw"), "p_index": ints("p_index"), "seed": ints("seed")}
   tree = lambda s: {"variables": {"params": s.params, "batch_stats": s.batch_stats},
                     "opt_state": s.opt_state, "step": s.step}
-  start = 0
-  restored = ck.restore(target={**place.gather(tree(state)), **fixed})
-  if restored is not None:
-    _, t, m = restored
-    state = place.runs(sgd.TrainState(t["variables"]["params"],
-                                      t["variables"]["batch_stats"], t["opt_state"],
-                                      t["step"]))
-    start = int(m["epoch"])
-  bar.update(start * spe)
   meta = {**meta, "kind": kind, "runs": grid, "num_train": n, "steps_per_epoch": spe}
-
-  def save(state, done):
-    ck.save(done * spe, {**place.gather(tree(state)), **fixed},
-            {**meta, "epoch": done, "step": done * spe, "complete": done == config.epochs})
-
-  state, _ = loop.run(state, lambda st, e: epoch_all(st, labels, keys, e, x), start=start,
-                      total=config.epochs, bar=bar, steps_per_segment=spe,
-                      hooks=[loop.Hook(config.checkpoint_every, save)])
-  ck.close()
+  checkpointing = driver.Checkpointing(
+      os.path.join("checkpoints", kind), every=config.checkpoint_every,
+      keep=config.keep_checkpoints, steps_per_segment=spe,
+      to_host=lambda s: {**place.gather(tree(s)), **fixed},
+      from_host=lambda t: place.runs(sgd.TrainState(
+          t["variables"]["params"], t["variables"]["batch_stats"], t["opt_state"],
+          t["step"])),
+      meta=lambda done: {**meta, "epoch": done, "step": done * spe,
+                         "complete": done == config.epochs})
+  state, _ = driver.run(state, lambda st, e: epoch_all(st, labels, keys, e, x),
+                        total=config.epochs, workdir=workdir, checkpoint=checkpointing,
+                        bar=bar, steps_per_segment=spe)
   train_b, lab_b, cor_b = _batched_runs(x_RxN, y_RxN, c_RxN, config.analysis_batch)
   # The final analysis runs on one device, every process on all runs: partitioning
   # it over the run axis made XLA CPU insert collectives that deadlocked on an

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.data import augment
-from jaxdepth.engine import ckpt, devices, distributed, loop, metrics, writers
+from jaxdepth.engine import devices, distributed, driver, loop, metrics, writers
 from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
@@ -212,53 +212,42 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   state, labels, chosen = place.runs(prog.init(keys))
   keys = place.runs(keys)
   x_train = place.shared(jnp.asarray(ds.x_train))
-  ck = ckpt.Checkpointer(workdir, max_to_keep=config.keep_checkpoints,
-                         subdir=os.path.join("checkpoints", tag))
-  # Checkpoints hold the real runs only, as host arrays: a run resumes on any number
-  # of devices (or processes), and readers need no model code.
-  start = 0
-  restored = ck.restore(target=place.gather(
-      {"state": state, "labels": labels, "corrupted": chosen}))
-  if restored is not None:
-    _, tree, meta = restored
-    state, labels, chosen = place.runs((tree["state"], tree["labels"], tree["corrupted"]))
-    start = int(meta["epoch"])
-  if bar is not None:
-    bar.update(start * prog.steps_per_epoch)
+  spe = prog.steps_per_epoch
   meta_base = {"config": writers.config_to_dict(config), "depth": depth, "width": width,
-               "runs": grid, "steps_per_epoch": prog.steps_per_epoch,
+               "runs": grid, "steps_per_epoch": spe,
                "num_corrupted": place.gather(chosen.sum(1)).tolist()}
   monitor = report_lib.DivergenceMonitor(
       grid, where=f"d={depth} w={width}", point_fields=("label_noise",),
       short={"label_noise": "p"}, enabled=distributed.is_primary())
-  result = {}
+  # The state with the labels it trains on: corruption is drawn once, then saved.
+  full = {"state": state, "labels": labels, "corrupted": chosen}
+
+  def from_host(tree):  # checkpoints hold the real runs as host arrays: any device count
+    full.update(zip(("state", "labels", "corrupted"),
+                    place.runs((tree["state"], tree["labels"], tree["corrupted"]))))
+    return full["state"]
 
   def evaluate(state, epoch):
-    out = prog.analyze(state, labels, chosen)
+    out = prog.analyze(state, full["labels"], full["corrupted"])
     out["diverged"] = place.gather(~sgd.tree_finite(state.params))
     monitor.update(out["diverged"], f"epoch {epoch}")
-    if stream is not None:
-      stream.write({"step": epoch * prog.steps_per_epoch, "epoch": epoch, "depth": depth,
-                    "width": width, **out})
-    result["out"] = out
-
-  def save(state, epoch):
-    ck.save(epoch * prog.steps_per_epoch,
-            place.gather({"state": state, "labels": labels, "corrupted": chosen}),
-            {**meta_base, "epoch": epoch, "step": epoch * prog.steps_per_epoch})
+    return {"step": epoch * spe, "epoch": epoch, "depth": depth, "width": width, **out}
 
   def segment(state, epoch):
-    return prog.epoch(state, labels, keys, epoch, x_train)
+    return prog.epoch(state, full["labels"], keys, epoch, x_train)
 
-  state, _ = loop.run(state, segment, start=start, total=config.epochs, bar=bar,
-                      steps_per_segment=prog.steps_per_epoch,
-                      on_output=loop.loss_postfix(bar), fetch=place.gather,
-                      hooks=[loop.Hook(config.eval_every, evaluate),
-                             loop.Hook(config.checkpoint_every, save)])
-  if "out" not in result:  # already complete: analyse the restored final state
-    evaluate(state, config.epochs)
-  ck.close()
-  return grid, result["out"], prog.network
+  checkpointing = driver.Checkpointing(
+      os.path.join("checkpoints", tag), every=config.checkpoint_every,
+      keep=config.keep_checkpoints, steps_per_segment=spe,
+      to_host=lambda s: place.gather({**full, "state": s}), from_host=from_host,
+      meta=lambda epoch: {**meta_base, "epoch": epoch, "step": epoch * spe})
+  _, record = driver.run(state, segment, total=config.epochs, workdir=workdir,
+                         checkpoint=checkpointing, evaluate=evaluate,
+                         eval_every=config.eval_every, stream=stream, bar=bar,
+                         steps_per_segment=spe, on_output=loop.loss_postfix(bar),
+                         fetch=place.gather)
+  out = {k: v for k, v in record.items() if k not in ("step", "epoch", "depth", "width")}
+  return grid, out, prog.network
 
 
 def summarize(config, results) -> dict:

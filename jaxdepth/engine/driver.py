@@ -1,0 +1,104 @@
+"""The loop with everything experiments share: resume, checkpoints, evaluations, the
+metric stream and the progress bar, around :func:`jaxdepth.engine.loop.run`.
+
+An experiment supplies its science (initial state, one compiled segment, an evaluation,
+what a checkpoint holds); :func:`run` does the rest the same way for every experiment:
+
+  state, final = driver.run(
+      state, segment, total=epochs, workdir=workdir, steps_per_segment=spe,
+      checkpoint=driver.Checkpointing("checkpoints/d8_w64", every=10, keep=2,
+                                      to_host=..., from_host=..., meta=...),
+      evaluate=evaluate, eval_every=5, stream=log.stream(depth=8, width=64), bar=bar)
+
+Checkpoints hold host arrays (the real runs only) plus JSON metadata with the segment
+count and the workdir layout version; a resumed run continues at the saved segment and
+logs no (key, step) twice; a finished run is evaluated once more from its last
+checkpoint, so re-running a finished experiment rewrites nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from jaxdepth.engine import ckpt, loop, writers
+
+
+class Checkpointing(NamedTuple):
+  """What and where to checkpoint.
+
+  to_host: state -> tree of host arrays (what is saved; also the restore target).
+  from_host: tree -> state (placed on the devices again).
+  meta: segments done -> JSON metadata saved beside the arrays (the driver adds
+    ``segment`` and the layout version ``_schema``).
+  """
+  subdir: str
+  every: int
+  keep: int | None
+  to_host: Callable[[Any], Any]
+  from_host: Callable[[Any], Any]
+  meta: Callable[[int], dict] = lambda done: {}
+  steps_per_segment: int = 1  # checkpoint step numbers count optimizer steps
+
+
+def _start(meta: dict) -> int:
+  """Segments done in a restored checkpoint (layout 1 stored them as 'epoch')."""
+  writers.check_schema(meta.get(writers.SCHEMA_KEY), "a checkpoint of this workdir")
+  return int(meta["segment"] if "segment" in meta else meta["epoch"])
+
+
+def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
+        workdir: str, checkpoint: Checkpointing | None = None,
+        evaluate: Callable[[Any, int], dict | None] | None = None, eval_every: int = 1,
+        stream=None, steps_per_segment: int = 1, bar=None,
+        on_output: Callable[[Any], None] | None = None,
+        stop: Callable[[Any], bool] | None = None,
+        fetch: Callable[[Any], Any] | None = None) -> tuple[Any, dict | None]:
+  """Resume, run segments ``start .. total-1`` (loop.run), evaluate and checkpoint.
+
+  Args:
+    evaluate: ``(state, segments_done) -> record`` (host), called every ``eval_every``
+      segments, after the last one, and once for a run restored already finished;
+      the record goes to ``stream`` (a metrics.MetricsLog stream: keyed, resumable)
+      when it has a ``step``.
+    on_output, stop, fetch: as in :func:`loop.run` (outputs one segment late).
+  Returns:
+    (final state, the last evaluation's record or None).
+  """
+  start, ck = 0, None
+  if checkpoint is not None:
+    ck = ckpt.Checkpointer(workdir, max_to_keep=checkpoint.keep, subdir=checkpoint.subdir)
+    restored = ck.restore(target=checkpoint.to_host(state))
+    if restored is not None:
+      _, tree, meta = restored
+      start = _start(meta)
+      state = checkpoint.from_host(tree)
+  if bar is not None:
+    bar.update(start * steps_per_segment)
+  last: dict = {}
+
+  def do_evaluate(state, done):
+    record = evaluate(state, done)
+    if stream is not None and record is not None and "step" in record:
+      stream.write(record)
+    last["record"] = record
+
+  def save(state, done):
+    meta = {**checkpoint.meta(done), "segment": done, writers.SCHEMA_KEY: writers.SCHEMA}
+    ck.save(done * checkpoint.steps_per_segment, checkpoint.to_host(state), meta)
+
+  hooks = []
+  if evaluate is not None:
+    hooks.append(loop.Hook(eval_every, do_evaluate))
+  if ck is not None:
+    hooks.append(loop.Hook(checkpoint.every, save))
+  try:
+    state, _ = loop.run(state, segment, start=start, total=total, hooks=hooks, bar=bar,
+                        steps_per_segment=steps_per_segment, on_output=on_output,
+                        stop=stop, fetch=fetch)
+    if evaluate is not None and "record" not in last:  # restored finished: evaluate it
+      do_evaluate(state, total)
+  finally:
+    if ck is not None:
+      ck.close()
+  return state, last.get("record")
