@@ -139,3 +139,34 @@ def test_host_eigvalsh_matches_numpy_per_matrix():
   ok[1, 2] = False
   want = np.linalg.eigvalsh(g.astype(np.float32).astype(np.float64)[ok])
   np.testing.assert_array_equal(ev[ok], want)           # same LAPACK call per matrix
+
+
+def test_streamed_nc_metrics_equal_collapse_metrics(setup):
+  """NC1, NC2 and NC4 of the streamed analyzer (class statistics accumulated over
+  batches, finalized on the host) equal jaxdepth.collapse_metrics on the whole set of
+  embeddings, layer by layer, and a numpy float64 computation of NC1."""
+  from jaxdepth.measure import nc
+  net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te = setup
+  tr_b, te_b = analysis.batch_pad(x_tr, y_tr, 64), analysis.batch_pad(x_te, y_te, 64)
+  an = analysis.make_analyzer(net, C, (0.01,), rank_samples=50)
+  out = analysis.finalize(jax.jit(an)(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
+                                     analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b))
+  assert not [k for k in out if k.startswith("nc_")]  # statistics consumed
+  logits, (f_tr,), _ = net.apply(v, x_tr, train=False)
+  pred = jnp.argmax(logits, 1)
+  for l in range(3):
+    want = nc.collapse_metrics(f_tr[l], jnp.asarray(labels), C, predictions=pred)
+    for k in ("nc1", "nc1_ratio", "nc2_equinorm", "nc2_equiangular", "nc2_maxangle",
+              "nc2_etf_error"):
+      # Both from float32 statistics (streamed sums vs one pass); NC1 divides by the
+      # squared eigenvalues of M M^T, which amplifies their rounding: 2e-4 relative.
+      np.testing.assert_allclose(out[f"{k}_train"][l], want[k], rtol=2e-4, err_msg=k)
+    np.testing.assert_allclose(out["nc4_train"][l], want["nc4_agreement"], atol=1e-6)
+    # NC1 from its definition in float64: tr(Sigma_W Sigma_B^+) / C.
+    f = np.asarray(f_tr[l], np.float64)
+    mu = np.stack([f[labels == c].mean(0) for c in range(C)])
+    m = mu - f.mean(0)
+    r = f - mu[labels]
+    sw, sb = r.T @ r / len(f), m.T @ m / C
+    np.testing.assert_allclose(out["nc1_train"][l],
+                               np.trace(sw @ np.linalg.pinv(sb, rcond=1e-6)) / C, rtol=2e-4)

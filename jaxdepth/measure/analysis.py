@@ -88,6 +88,26 @@ def host_eigvalsh(g) -> np.ndarray:
   return ev.reshape(*g.shape[:-1])
 
 
+def _nc_host(st: dict) -> dict:
+  """NC1/NC2 per run and layer from the streamed class statistics (host, float64): the
+  definitions of measure/nc.py (nc_from_gram), with the cutoff of float32 features."""
+  from jaxdepth.measure import nc
+  lead = st["nc_gram_train"].shape[:-2]
+  flat = {k: np.asarray(v, np.float64).reshape(-1, *np.shape(v)[len(lead):])
+          for k, v in st.items()}
+  with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+    fn = jax.vmap(lambda c, g, w, t, d: nc.nc_from_gram(
+        c, g, w, t, d, eps=float(np.finfo(np.float32).eps)))
+    got = jax.device_get(jax.jit(fn)(
+        flat["nc_counts_train"], flat["nc_gram_train"], flat["nc_w_train"],
+        flat["nc_trw_train"], flat["nc_dim_train"]))
+  enough = (flat["nc_counts_train"] > 0).sum(-1) >= 2
+  finite = np.isfinite(flat["nc_gram_train"]).all((-2, -1)) & np.isfinite(
+      flat["nc_w_train"]).all((-2, -1))
+  return {f"{k}_train": np.where(enough & finite, np.asarray(v), np.nan).reshape(lead)
+          for k, v in got.items()}
+
+
 def finalize(out: dict) -> dict:
   """Host side: replace the Gram matrices ``gram_*`` by effective ranks ``rank_*``.
 
@@ -105,6 +125,8 @@ def finalize(out: dict) -> dict:
   else:
     evs = {s: host_eigvalsh(g) for s, g in grams.items()}
   out, evs = jax.device_get((out, evs))
+  if "nc_gram_train" in out:
+    out.update(_nc_host({k: out.pop(k) for k in [k for k in out if k.startswith("nc_")]}))
   for split, ev in evs.items():
     ev = np.asarray(ev, np.float64)
     finite = np.isfinite(ev).all(axis=-1)  # diverged runs: NaN rank, no crash
@@ -155,17 +177,21 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     carry, _ = jax.lax.scan(body, init, (items, labels, data.mask))
     return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
 
-  def pass_m2(src, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset):
-    """Pass 2: M2 per class, NCC correct counts (on ``ncc_labels``), network loss/acc."""
+  def pass_m2(src, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset,
+              ms=None):
+    """Pass 2: M2 per class, NCC correct counts (on ``ncc_labels``), network loss/acc;
+    with ``ms`` (rows M_c = mu_c - mu_G per layer) also W = M Sigma_W M^T (times N) and
+    the NCC's agreement with the network's prediction (NC1, NC4)."""
     items, get = src
 
     def body(carry, xs):
       item, y, y_ncc, m, sub = xs
       logits, groups = get(item)
       mf = m.astype(jnp.float32)
-      m2s, corrects = [], []
-      for f, r, (_cnt, mu), (ncnt, nmu), acc_m2, acc_c in zip(
-          groups, refs, stats, ncc_stats, carry["m2"], carry["correct"]):
+      net_pred = jnp.argmax(logits, 1)
+      m2s, corrects, ws, agrees = [], [], [], []
+      for gi, (f, r, (_cnt, mu), (ncnt, nmu), acc_m2, acc_c) in enumerate(zip(
+          groups, refs, stats, ncc_stats, carry["m2"], carry["correct"])):
         m2_b = jax.vmap(lambda f_, mu_, r_: collapse.class_m2(f_, y, mu_, r_, m))(f, mu, r)
         pred = jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(
             collapse.ncc_scores(f_, mu_, c_, r_), axis=1))(f, nmu, ncnt, r)
@@ -173,13 +199,22 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         c_b = jnp.stack([hit @ mf, hit @ (mf * (1 - sub)), hit @ (mf * sub)], axis=1)
         m2s.append(acc_m2 + m2_b)
         corrects.append(acc_c + c_b)
+        if ms is not None:  # residuals h_i - mu_{y_i}, projected on the rows of M
+          resid = f - r[:, None] - jnp.take(mu, y, axis=1)  # (L, B, D)
+          p_LxBxC = jnp.einsum("lbd,lcd->lbc", resid, ms[gi])
+          ws.append(carry["w"][gi] + jnp.einsum("lbc,lbe,b->lce", p_LxBxC, p_LxBxC, mf))
+          agrees.append(carry["agree"][gi] + (pred == net_pred[None]).astype(
+              jnp.float32) @ mf)
       ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), y_ncc[:, None], axis=1)[:, 0]
-      new = {"m2": m2s, "correct": corrects,
+      new = {"m2": m2s, "correct": corrects, "w": ws, "agree": agrees,
              "loss": carry["loss"] + jnp.sum(ce * mf),
-             "acc": carry["acc"] + jnp.sum((jnp.argmax(logits, 1) == y_ncc) * mf)}
+             "acc": carry["acc"] + jnp.sum((net_pred == y_ncc) * mf)}
       return new, None
+    with_nc = ms is not None
     init = {"m2": [jnp.zeros((r.shape[0], C)) for r in refs],
             "correct": [jnp.zeros((r.shape[0], 3)) for r in refs],
+            "w": [jnp.zeros((r.shape[0], C, C)) for r in refs] if with_nc else [],
+            "agree": [jnp.zeros((r.shape[0],)) for r in refs] if with_nc else [],
             "loss": jnp.zeros(()), "acc": jnp.zeros(())}
     carry, _ = jax.lax.scan(body, init, (items, labels, ncc_labels, data.mask, subset))
     return carry
@@ -201,7 +236,9 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     tr_src, te_src = source(variables, train), source(variables, test)
     tr_stats = pass_sums(tr_src, train, train_labels, refs)
     te_stats = pass_sums(te_src, test, test.y, refs)
-    tr = pass_m2(tr_src, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub)
+    ms = [_centred_means(cnt, mu) for cnt, mu in tr_stats]  # rows mu_c - mu_G
+    tr = pass_m2(tr_src, train, train_labels, tr_stats, refs, tr_stats, train_labels, sub,
+                 ms)
     te = pass_m2(te_src, test, test.y, te_stats, refs, tr_stats, test.y,
                  jnp.zeros(test.mask.shape))
     n_tr = train.mask.sum()
@@ -251,11 +288,26 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
             lambda e: collapse.effective_depth(err_L, e, n_tr))(eps_E),
         "effective_depth_suffix": jax.vmap(
             lambda e: collapse.effective_depth(err_L, e, n_tr, suffix=True))(eps_E),
+        # Class statistics of the NC metrics (finalize turns them into nc1, nc2_*).
+        "nc_counts_train": jnp.concatenate([cnt for cnt, _ in tr_stats]),
+        "nc_gram_train": jnp.concatenate([jnp.einsum("lcd,led->lce", m_, m_) for m_ in ms]),
+        "nc_w_train": jnp.concatenate(tr["w"]) / n_tr,
+        "nc_trw_train": jnp.concatenate([m2.sum(-1) for m2 in tr["m2"]]) / n_tr,
+        "nc_dim_train": jnp.concatenate([jnp.full((m_.shape[0],), max(C, m_.shape[2]))
+                                         for m_ in ms]),
+        "nc4_train": jnp.concatenate(tr["agree"]) / n_tr,
         "train_loss": tr["loss"] / n_tr, "train_acc": tr["acc"] / n_tr,
         "test_loss": te["loss"] / n_te, "test_acc": te["acc"] / n_te,
     }
 
   return analyze
+
+
+def _centred_means(cnt_LxC, mu_LxCxD):
+  """Rows M_c = mu_c - mu_G per layer (zero rows for classes absent from the set)."""
+  n_L = cnt_LxC.sum(-1)
+  mu_g = jnp.einsum("lc,lcd->ld", cnt_LxC, mu_LxCxD) / jnp.maximum(n_L, 1)[:, None]
+  return jnp.where((cnt_LxC > 0)[..., None], mu_LxCxD - mu_g[:, None], 0.0)
 
 
 def _stack(grams):

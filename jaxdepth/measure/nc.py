@@ -15,10 +15,11 @@ are centred at mu_G, then at their class mean; never E|h|^2 - |mu|^2), every pro
 runs at matmul precision "highest", and the dtype follows the input (float64 features
 with x64 enabled give float64 metrics; anything else float32).
 
-Sigma_B^+ (NC1) comes from the SVD of M (C x D) rather than from the D x D matrix:
-Sigma_B = V diag(s^2 / C_eff) V^T, so tr(Sigma_W Sigma_B^+) = sum_k (C_eff / s_k^2)
-v_k^T Sigma_W v_k, and v_k^T Sigma_W v_k is the mean square of the centred features
-projected on v_k. The pseudo-inverse keeps the eigenvalues lambda_k = s_k^2 / C_eff
+Sigma_B^+ (NC1) comes from C x C matrices rather than the D x D ones: with G = M M^T =
+U diag(s^2) U^T and W = M Sigma_W M^T, tr(Sigma_W Sigma_B^+) / C_eff = sum_k
+(U^T W U)_kk / s_k^4 (v_k = M^T u_k / s_k are Sigma_B's eigenvectors). The trainers'
+streamed analysis accumulates exactly G and W, so both share ``nc_from_gram``. The
+pseudo-inverse keeps the eigenvalues lambda_k = s_k^2 / C_eff
 with (a) k among the C_eff - 1 largest (Sigma_B has rank <= C_eff - 1: the rows of M,
 weighted by the class counts, sum to zero; the rounding residue of that null direction
 is never inverted) and (b) lambda_k > PINV_RTOL_EPS * max(C, D) * eps(dtype) *
@@ -97,6 +98,65 @@ def collapse_metrics(features, labels, num_classes: int, classifier=None,
     return _metrics(features, labels, num_classes, classifier, predictions)
 
 
+def nc_from_gram(counts_C, g_CxC, w_CxC, trace_w, dim, eps=None) -> dict:
+  """NC1 and NC2 from class statistics: the definitions of this module, shared by
+  ``collapse_metrics`` and the trainers' streamed analysis (measure/analysis.py).
+
+  Args:
+    counts_C: samples per class (absent classes: 0; their rows of G and W are zero).
+    g_CxC: G = M M^T, the Gram matrix of the rows M_c = mu_c - mu_G.
+    w_CxC: W = M Sigma_W M^T.
+    trace_w: tr(Sigma_W).
+    dim: max(C, D), for the pseudo-inverse cutoff (may be an array).
+    eps: the rounding unit of the features' dtype (default: that of G's dtype).
+  Returns:
+    nc1, nc1_ratio, nc2_equinorm, nc2_equiangular, nc2_maxangle, nc2_etf_error (NaN
+    where undefined; the caller masks C_eff < 2). With G = U diag(lambda) U^T,
+    tr(Sigma_W Sigma_B^+) / C_eff = sum_k (U^T W U)_kk / lambda_k^2 over the kept
+    eigenvalues (see the module docstring for the cutoff).
+  """
+  dtype = jnp.result_type(g_CxC.dtype, jnp.float32)
+  g_CxC, w_CxC = g_CxC.astype(dtype), w_CxC.astype(dtype)
+  C = g_CxC.shape[-1]
+  nan = jnp.array(jnp.nan, dtype)
+  present_C = counts_C > 0
+  c_eff = present_C.sum()
+  ce = c_eff.astype(dtype)
+  norm2_C = jnp.where(present_C, jnp.diagonal(g_CxC), 0)
+  tr_b = jnp.sum(norm2_C) / jnp.maximum(ce, 1)
+  nc1_ratio = _safe_div(jnp.asarray(trace_w, dtype), tr_b)
+  lam_K, u_CxK = jnp.linalg.eigh(g_CxC)
+  lam_K, u_CxK = lam_K[::-1], u_CxK[:, ::-1]  # descending
+  rtol = PINV_RTOL_EPS * jnp.asarray(dim, dtype) * (jnp.finfo(dtype).eps if eps is None
+                                                     else eps)
+  keep_K = (jnp.arange(C) < c_eff - 1) & (lam_K > rtol * lam_K[0]) & (lam_K > 0)
+  proj_K = jnp.einsum("ck,ce,ek->k", u_CxK, w_CxC, u_CxK,
+                      precision=jax.lax.Precision.HIGHEST)
+  nc1 = jnp.sum(jnp.where(keep_K, _safe_div(proj_K, jnp.square(lam_K)), 0))
+  nc1 = jnp.where(keep_K.any(), nc1, nan)
+
+  # NC2 over present classes and pairs c != c' (each unordered pair once: the same mean
+  # and population std as over ordered pairs).
+  norm_C = jnp.sqrt(norm2_C)
+  mean_norm = jnp.sum(jnp.where(present_C, norm_C, 0)) / jnp.maximum(ce, 1)
+  var_norm = jnp.sum(jnp.where(present_C, jnp.square(norm_C - mean_norm), 0)) / jnp.maximum(
+      ce, 1)
+  equinorm = jnp.sqrt(var_norm) / mean_norm
+  cos_CxC = g_CxC / (norm_C[:, None] * norm_C[None])  # NaN for absent classes: masked
+  pair_CxC = jnp.triu(jnp.ones((C, C), bool), k=1) & present_C[:, None] & present_C[None]
+  n_pairs = jnp.maximum(pair_CxC.sum(), 1).astype(dtype)
+  pair_sum = lambda x: jnp.sum(jnp.where(pair_CxC, x, 0))
+  mean_cos = pair_sum(cos_CxC) / n_pairs
+  equiangular = jnp.sqrt(pair_sum(jnp.square(cos_CxC - mean_cos)) / n_pairs)
+  maxangle = pair_sum(jnp.abs(cos_CxC + 1 / jnp.maximum(ce - 1, 1))) / n_pairs
+  both_CxC = present_C[:, None] & present_C[None]
+  target_CxC = jnp.where(both_CxC, jnp.eye(C, dtype=dtype) - 1 / jnp.maximum(ce, 1), 0)
+  target_CxC = target_CxC / jnp.sqrt(jnp.maximum(ce - 1, 1))
+  etf_error = jnp.linalg.norm(g_CxC / jnp.linalg.norm(g_CxC) - target_CxC)
+  return dict(nc1=nc1, nc1_ratio=nc1_ratio, nc2_equinorm=equinorm,
+              nc2_equiangular=equiangular, nc2_maxangle=maxangle, nc2_etf_error=etf_error)
+
+
 def _metrics(features, labels, C: int, classifier, predictions) -> dict:
   dtype = jnp.promote_types(features.dtype, jnp.float32)
   N, D = features.shape
@@ -110,7 +170,6 @@ def _metrics(features, labels, C: int, classifier, predictions) -> dict:
   M_CxD = st.means_CxD.astype(dtype)  # rows mu_c - mu_G; zero rows for absent classes
   present_C = st.counts_C > 0
   c_eff = present_C.sum()
-  ce = c_eff.astype(dtype)
   between_ok = c_eff >= 2
 
   # NCC: collapse's scores (absent classes -inf); argmax takes the lowest index on ties.
@@ -118,41 +177,15 @@ def _metrics(features, labels, C: int, classifier, predictions) -> dict:
   ncc_acc = jnp.mean((ncc_N == labels).astype(dtype))
   cdnv = collapse.cdnv_from_stats(st.counts_C, M_CxD, st.m2_C.astype(dtype)).value
 
-  # NC1. Within-class residuals h_i - mu_{y_i} (the second pass of class_m2).
+  # NC1 and NC2 from the class Gram matrix G = M M^T and W = M Sigma_W M^T (C x C), the
+  # one definition the streamed trainer analysis shares (nc_from_gram).
   oh_NxC = collapse.one_hot_masked(labels, C, dtype=dtype)
-  r_NxD = (h_NxD - ref_D[None]) - collapse._mm(oh_NxC, M_CxD)
+  r_NxD = (h_NxD - ref_D[None]) - collapse._mm(oh_NxC, M_CxD)  # h_i - mu_{y_i}
+  p_NxC = collapse._mm(r_NxD, M_CxD.T)
+  g_CxC = collapse._mm(M_CxD, M_CxD.T)
+  w_CxC = collapse._mm(p_NxC.T, p_NxC) / N
   tr_w = jnp.sum(st.m2_C.astype(dtype)) / N
-  norm2_C = jnp.sum(jnp.square(M_CxD), axis=1)
-  tr_b = jnp.sum(norm2_C) / jnp.maximum(ce, 1)
-  nc1_ratio = _safe_div(tr_w, tr_b)
-  _, s_K, vt_KxD = jnp.linalg.svd(M_CxD, full_matrices=False)  # s descending
-  lam_K = jnp.square(s_K) / jnp.maximum(ce, 1)
-  rtol = PINV_RTOL_EPS * max(C, D) * jnp.finfo(dtype).eps
-  keep_K = (jnp.arange(s_K.shape[0]) < c_eff - 1) & (lam_K > rtol * lam_K[0])
-  w_K = jnp.sum(jnp.square(collapse._mm(r_NxD, vt_KxD.T)), axis=0) / N  # v^T Sigma_W v
-  nc1 = jnp.sum(jnp.where(keep_K, _safe_div(w_K, lam_K), 0)) / jnp.maximum(ce, 1)
-  nc1 = jnp.where(keep_K.any(), nc1, nan)
-
-  # NC2 over present classes and pairs c != c' (each unordered pair once: the same mean
-  # and population std as over ordered pairs).
-  norm_C = jnp.sqrt(norm2_C)
-  mean_norm = jnp.sum(jnp.where(present_C, norm_C, 0)) / jnp.maximum(ce, 1)
-  var_norm = jnp.sum(jnp.where(present_C, jnp.square(norm_C - mean_norm), 0)) / jnp.maximum(
-      ce, 1)
-  equinorm = jnp.sqrt(var_norm) / mean_norm
-  u_CxD = M_CxD / norm_C[:, None]  # NaN rows for absent classes (0/0), masked below
-  cos_CxC = collapse._mm(u_CxD, u_CxD.T)
-  pair_CxC = jnp.triu(jnp.ones((C, C), bool), k=1) & present_C[:, None] & present_C[None]
-  n_pairs = jnp.maximum(pair_CxC.sum(), 1).astype(dtype)
-  pair_sum = lambda x: jnp.sum(jnp.where(pair_CxC, x, 0))
-  mean_cos = pair_sum(cos_CxC) / n_pairs
-  equiangular = jnp.sqrt(pair_sum(jnp.square(cos_CxC - mean_cos)) / n_pairs)
-  maxangle = pair_sum(jnp.abs(cos_CxC + 1 / jnp.maximum(ce - 1, 1))) / n_pairs
-  g_CxC = collapse._mm(M_CxD, M_CxD.T)  # zero rows and columns for absent classes
-  both_CxC = present_C[:, None] & present_C[None]
-  target_CxC = jnp.where(both_CxC, jnp.eye(C, dtype=dtype) - 1 / jnp.maximum(ce, 1), 0)
-  target_CxC = target_CxC / jnp.sqrt(jnp.maximum(ce - 1, 1))
-  etf_error = jnp.linalg.norm(g_CxC / jnp.linalg.norm(g_CxC) - target_CxC)
+  nc12 = nc_from_gram(st.counts_C, g_CxC, w_CxC, tr_w, max(C, D))
 
   m_norm = jnp.linalg.norm(M_CxD)
   if classifier is None:
@@ -165,9 +198,7 @@ def _metrics(features, labels, C: int, classifier, predictions) -> dict:
   else:
     nc4 = jnp.mean((predictions == ncc_N).astype(dtype))
 
-  between = dict(cdnv=cdnv, nc1=nc1, nc1_ratio=nc1_ratio, nc2_equinorm=equinorm,
-                 nc2_equiangular=equiangular, nc2_maxangle=maxangle,
-                 nc2_etf_error=etf_error, nc3_duality=nc3)
+  between = dict(cdnv=cdnv, **nc12, nc3_duality=nc3)
   out = {k: jnp.where(between_ok, v, nan) for k, v in between.items()}
   out.update(ncc_acc=ncc_acc, nc4_agreement=nc4)
   out = {k: jnp.where(finite, jnp.asarray(v, dtype), nan) for k, v in out.items()}

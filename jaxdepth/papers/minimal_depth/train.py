@@ -31,6 +31,9 @@ EXPERIMENT = "collapse"
 MULTI_PROCESS = True  # its run grid may span several JAX processes
 
 ANALYSIS_CACHE_BYTES = 1 << 30
+# Neural-collapse metrics per layer on the training set (measure/nc.py definitions).
+NC_KEYS = ("nc1_train", "nc1_ratio_train", "nc2_equinorm_train", "nc2_equiangular_train",
+           "nc2_maxangle_train", "nc2_etf_error_train", "nc4_train")
 
 
 # ----------------------------------------------------------------------------- config
@@ -264,7 +267,8 @@ def summarize(config, results) -> dict:
         rec[k] = float(out[k][i])
       for k in ("ncc_train_acc", "ncc_test_acc", "cdnv_train", "cdnv_test",
                 "ncc_train_acc_clean", "ncc_train_acc_corrupted", "rank_train",
-                "rank_test", "degenerate_pairs_train", "degenerate_pairs_test"):
+                "rank_test", "degenerate_pairs_train", "degenerate_pairs_test",
+                *NC_KEYS):
         rec[k] = np.asarray(out[k][i]).tolist()
       for k in ("effective_depth", "effective_depth_suffix"):
         rec[k] = {str(e): int(v) for e, v in zip(config.eps, out[k][i])}
@@ -284,8 +288,9 @@ def layer_rows(summary: dict) -> list[dict]:
       row = {k: r[k] for k in ("depth", "width", "seed", "label_noise", "diverged")}
       row.update(layer=li + 1, layer_name=name)
       for k in ("ncc_train_acc", "ncc_test_acc", "cdnv_train", "cdnv_test", "rank_train",
-                "rank_test"):
-        row[k] = r[k][li]
+                "rank_test", *NC_KEYS):
+        if k in r:  # summaries written before the NC metrics have none
+          row[k] = r[k][li]
       for e, v in r["effective_depth"].items():
         row[f"effective_depth@{e}"] = v
       rows.append(row)
