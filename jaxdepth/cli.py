@@ -2,6 +2,7 @@
 
   jaxdepth train --config configs/quickstart.py --workdir runs/qs [--config.depth=10]
   jaxdepth bound --workdir runs/bound [--eps 0.01] [--alpha 0.1] [--p 0.1 0.2]
+  jaxdepth analyze --workdir runs/qs      # every current metric, from the checkpoints
 
 Bad input (unknown field, value out of range, mismatched workdir) prints one line
 ``jaxdepth: error: config.FIELD: ...`` and exits with status 2 before any compute;
@@ -137,6 +138,19 @@ def final_report(module, summary: dict, workdir: str) -> str:
   return "\n".join(lines)
 
 
+def _analyze(args, overrides) -> int:
+  if overrides:
+    raise ConfigError("analyze", f"unexpected arguments {overrides}")
+  from jaxdepth.engine import registry
+  from jaxdepth.papers import reanalyze
+  start_jax(args)
+  config = reanalyze.load_run_config(args.workdir)
+  summary = reanalyze.main(args.workdir)
+  module = registry.get(config.get("experiment", "collapse"))
+  print(final_report(module, summary, args.workdir), file=sys.stderr)
+  return 0
+
+
 def _bound(args, overrides) -> int:
   if overrides:
     raise ConfigError("bound", f"unexpected arguments {overrides}")
@@ -165,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                  help="join a job found by jax.distributed (TPU pod, SLURM, Open MPI)")
   m.add_argument("--heartbeat_timeout", type=int, default=30,
                  help="seconds after which a silent process stops the job")
+  a = sub.add_parser("analyze", help="recompute every metric of a finished run from its "
+                     "checkpoints (no training)")
+  a.add_argument("--workdir", required=True)
+  for flag in ("cpu_devices", "coordinator_address", "num_processes", "process_id"):
+    a.set_defaults(**{flag: None})
+  a.set_defaults(distributed=False, heartbeat_timeout=30)
   b = sub.add_parser("bound", help="offline generalization-bound report from checkpoints")
   b.add_argument("--workdir", required=True)
   b.add_argument("--eps", type=float, nargs="+", default=None)
@@ -176,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
   if bad:
     parser.error(f"unrecognized arguments: {' '.join(bad)}")
   try:
-    return {"train": _train, "bound": _bound}[args.command](args, rest)
+    return {"train": _train, "bound": _bound, "analyze": _analyze}[args.command](args, rest)
   except ConfigError as e:
     print(f"jaxdepth: error: {e}", file=sys.stderr)
     return 2
