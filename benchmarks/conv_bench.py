@@ -55,7 +55,7 @@ def jax_worker(a) -> dict:
   import jax
   import numpy as np
 
-  from configs import digits_conv
+  from jaxdepth.configs import digits_conv
   from jaxdepth import data
   from jaxdepth.papers.minimal_depth import train
 

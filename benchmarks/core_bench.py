@@ -107,7 +107,7 @@ class JaxWorker:
 
     from jaxdepth.engine import devices
     devices.use_cpu_cores(spec["devices"])  # as the CLI: before jax starts
-    from configs import common
+    from jaxdepth.configs import common
     from jaxdepth import data
     from jaxdepth.papers.minimal_depth import train
     self.jax, self.train = jax, train
@@ -177,7 +177,7 @@ def compile_worker(spec):
   """(c) lower + compile of a fresh epoch program at each depth (median of repeats)."""
   import jax.numpy as jnp
 
-  from configs import common
+  from jaxdepth.configs import common
   from jaxdepth import data
   from jaxdepth.papers.minimal_depth import train
   d = _load_npz(spec["data"])

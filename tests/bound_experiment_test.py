@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import bound as bound_config
+from jaxdepth.configs import bound as bound_config
 from jaxdepth import cli, data
 from jaxdepth.engine import ckpt
 from jaxdepth.engine.validate import ConfigError

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from configs.lowrank import init_rank as init_cfg
-from configs.lowrank import volume as volume_cfg
+from jaxdepth.configs.lowrank import init_rank as init_cfg
+from jaxdepth.configs.lowrank import volume as volume_cfg
 from jaxdepth import cli
 from jaxdepth.engine import writers
 from jaxdepth.engine.validate import ConfigError

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
+from jaxdepth.configs import tiny
 from jaxdepth import cli, data
 from jaxdepth.engine import ckpt, writers
 from jaxdepth.papers import sgd
