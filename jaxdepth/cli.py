@@ -105,9 +105,9 @@ def start_jax(args) -> None:
 
 
 def _train(args, overrides) -> int:
+  from jaxdepth import configs
   from jaxdepth.engine import distributed, writers
   from jaxdepth.engine import registry as experiments
-  from jaxdepth import configs
   configs.resolve(args.config)  # an unknown name or variant stops here, before jax starts
   start_jax(args)
   config = load_config(args.config, overrides)

@@ -4,7 +4,8 @@ Each experiment config is a module here with ``get_config(arg=None)`` returning 
 ``ml_collections.ConfigDict``, a docstring whose first line says what it runs, and a
 module-level ``VARIANTS = (...)``: the values ``arg`` may take (every config has
 ``tiny``, a seconds-long smoke version); ``VARIANTS_COMBINE = True`` when ``arg`` may
-also join several of them with commas (``noise_sweep:uniform,tiny``). ``jaxdepth train --config SPEC`` accepts
+also join several of them with commas (``noise_sweep:uniform,tiny``).
+``jaxdepth train --config SPEC`` accepts
 
   quickstart, lowrank/volume:tiny     a name here (``jaxdepth list`` shows them all)
   path/to/my_config.py[:ARG]          a user's own file
