@@ -140,3 +140,15 @@ def test_documented_config_specs_resolve(tmp_path, monkeypatch):
   assert "configs/quickstart.py" in specs
   for spec in sorted(specs):
     configs.resolve(spec)
+
+
+def test_license_and_citation():
+  text = open(os.path.join(ROOT, "LICENSE")).read()
+  assert "Apache License" in text and "Version 2.0, January 2004" in text
+  assert "END OF TERMS AND CONDITIONS" in text
+  yaml = pytest.importorskip("yaml")
+  cff = yaml.safe_load(open(os.path.join(ROOT, "CITATION.cff")))
+  assert cff["cff-version"] == "1.2.0" and str(cff["version"]) == jaxdepth.__version__
+  assert cff["license"] == "Apache-2.0"
+  ids = {r["identifiers"][0]["value"] for r in cff["references"]}
+  assert ids == {"arXiv:2202.09028", "arXiv:1909.12051", "arXiv:2103.10427"}
