@@ -137,6 +137,7 @@ def test_documented_config_specs_resolve(tmp_path, monkeypatch):
     specs |= set(re.findall(r"--config[ =]((?:configs/)?[a-z0-9_/]+(?:\.py)?(?::[a-z0-9_,]+)?)",
                             text))
   specs -= {"configs/example.py", "example",  # the worked example's own config
+            "my_config.py",                      # "your own file"
             "quickstart:huge"}                   # the README's unknown-variant example
   assert "configs/quickstart.py" in specs
   for spec in sorted(specs):
