@@ -55,8 +55,8 @@ def jax_worker(a) -> dict:
   import jax
   import numpy as np
 
-  from configs import digits_conv
   from jaxdepth import data
+  from jaxdepth.configs import digits_conv
   from jaxdepth.papers.minimal_depth import train
 
   c = digits_conv.get_config()

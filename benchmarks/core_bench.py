@@ -107,8 +107,8 @@ class JaxWorker:
 
     from jaxdepth.engine import devices
     devices.use_cpu_cores(spec["devices"])  # as the CLI: before jax starts
-    from configs import common
     from jaxdepth import data
+    from jaxdepth.configs import common
     from jaxdepth.papers.minimal_depth import train
     self.jax, self.train = jax, train
     d = _load_npz(spec["data"])
@@ -177,8 +177,8 @@ def compile_worker(spec):
   """(c) lower + compile of a fresh epoch program at each depth (median of repeats)."""
   import jax.numpy as jnp
 
-  from configs import common
   from jaxdepth import data
+  from jaxdepth.configs import common
   from jaxdepth.papers.minimal_depth import train
   d = _load_npz(spec["data"])
   ds = data.Dataset(d["x_train"], d["y_train"], d["x_test"], d["y_test"], 10, "mnist1d")

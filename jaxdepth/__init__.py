@@ -6,7 +6,7 @@ changes neither XLA_FLAGS nor jax's config):
   import jaxdepth
   jaxdepth.use_cpu_cores()                  # CPU: one XLA device per core (call first)
   net = jaxdepth.build_network({"family": "mlp", "depth": 8, "width": 64}, (40,), 10)
-  summary = jaxdepth.run("configs/tiny.py", "runs/tiny", epochs=8)   # any experiment
+  summary = jaxdepth.run("tiny", "runs/tiny", epochs=8)   # any experiment, by config name
   m = jaxdepth.per_layer([h1, h2], y, 10)   # NCC, CDNV, rank of any embeddings
 
 Packages: ``engine`` (sweep loop, devices, processes, checkpoints, writers, reports),
@@ -42,8 +42,9 @@ __all__ = ["run", "__version__", *_API]
 
 
 def run(config, workdir: str, **overrides):
-  """Run any experiment (a config file path ``"configs/x.py[:arg]"`` or a ConfigDict)
-  into ``workdir``, as ``jaxdepth train`` does; returns its summary dict.
+  """Run any experiment (a config name ``"quickstart:tiny"``, a config file path
+  ``"my_config.py[:arg]"``, as ``--config`` takes, or a ConfigDict) into ``workdir``,
+  as ``jaxdepth train`` does; returns its summary dict.
 
   ``overrides`` set config fields (``epochs=8``, ``**{"data.num_train": 512}``).
   """

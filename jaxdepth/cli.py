@@ -1,6 +1,9 @@
 """The ``jaxdepth`` command.
 
-  jaxdepth train --config configs/quickstart.py --workdir runs/qs [--config.depth=10]
+  jaxdepth train --config quickstart --workdir runs/qs [--config.depth=10]
+  jaxdepth train --config lowrank/volume:tiny --workdir runs/v   (NAME[:VARIANT])
+  jaxdepth train --config my_config.py[:ARG] --workdir runs/mine (your own file)
+  jaxdepth list                      (every packaged config and its variants)
   jaxdepth bound --workdir runs/bound [--eps 0.01] [--alpha 0.1] [--p 0.1 0.2]
   jaxdepth analyze --workdir runs/qs      # every current metric, from the checkpoints
 
@@ -21,20 +24,22 @@ import sys
 from jaxdepth.errors import ConfigError
 
 
-def load_config(path: str, overrides: list[str]):
-  """Load an ml_collections config file and apply ``--config.FIELD=VALUE``."""
+def load_config(spec: str, overrides: list[str]):
+  """The ConfigDict ``--config SPEC`` names (a packaged name, ``NAME:VARIANT``, or a
+  file path; see jaxdepth.configs), with ``--config.FIELD=VALUE`` overrides applied."""
   from absl import flags
   from ml_collections import config_flags
 
-  if not os.path.exists(path.split(":")[0]):
-    raise ConfigError("config", f"config file {path.split(':')[0]!r} does not exist")
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", default=path, flag_values=fv,
-                                  lock_config=True)
-  argv = ["jaxdepth", f"--config={path}", *overrides]
-  saved = sys.argv
+  from jaxdepth import configs
+
+  config = configs.load(spec)
+  overrides = join_override_values(overrides)
+  argv = ["jaxdepth", *overrides]
   try:
-    sys.argv = argv  # config_flags reads sys.argv to register the override flags
+    fv = flags.FlagValues()
+    # sys_argv: the override flags are registered from this list, not from sys.argv.
+    config_flags.DEFINE_config_dict("config", config, flag_values=fv, lock_config=True,
+                                    sys_argv=argv)
     fv(argv)
   except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -42,11 +47,48 @@ def load_config(path: str, overrides: list[str]):
             if o.startswith("--config.")]
     field = next((k for k in keys if k in msg or k.split(".")[-1] in msg), "config")
     if isinstance(e, (AttributeError, KeyError)):
-      msg = f"unknown field {field!r} (not in {path})"
+      msg = f"unknown field {field!r} (not in {spec})"
     raise ConfigError(field, msg) from None
-  finally:
-    sys.argv = saved
   return fv.config
+
+
+def join_override_values(argv: list[str]) -> list[str]:
+  """``--config.FIELD VALUE`` -> ``--config.FIELD=VALUE`` when VALUE is not an option
+  (a negative number is a value); other tokens are left as they are."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if (a.startswith("--config.") and "=" not in a and i + 1 < len(argv)
+        and not _is_option(argv[i + 1])):
+      out.append(f"{a}={argv[i + 1]}")
+      i += 2
+    else:
+      out.append(a)
+      i += 1
+  return out
+
+
+def _is_option(token: str) -> bool:
+  if not token.startswith("-") or token == "-":
+    return False
+  try:
+    float(token)
+    return False
+  except ValueError:
+    return True
+
+
+def list_configs(out=None) -> int:
+  """``jaxdepth list``: every packaged config, its variants and its first docstring
+  line (read without importing them, or jax)."""
+  from jaxdepth import configs
+  out = out or sys.stdout
+  print("jaxdepth train --config NAME[:VARIANT] --workdir DIR   (or --config "
+        "path/to/your_config.py[:ARG])\n", file=out)
+  for e in configs.catalog():
+    variants = ", ".join(e.variants) if e.variants else "-"
+    print(f"{e.name:<28}variants: {variants}\n    {e.description}", file=out)
+  return 0
 
 
 def start_jax(args) -> None:
@@ -64,8 +106,10 @@ def start_jax(args) -> None:
 
 
 def _train(args, overrides) -> int:
+  from jaxdepth import configs
   from jaxdepth.engine import distributed, writers
   from jaxdepth.engine import registry as experiments
+  configs.resolve(args.config)  # an unknown name or variant stops here, before jax starts
   start_jax(args)
   config = load_config(args.config, overrides)
   name = config.get("experiment", "collapse")
@@ -161,12 +205,15 @@ def _bound(args, overrides) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
+  from jaxdepth import __version__
+  argv = join_override_values(sys.argv[1:] if argv is None else list(argv))
   parser = argparse.ArgumentParser(prog="jaxdepth", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--version", action="version", version=f"jaxdepth {__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
-  t = sub.add_parser("train", help="run the experiment a config file describes")
-  t.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
+  t = sub.add_parser("train", help="run the experiment a config describes")
+  t.add_argument("--config", required=True,
+                 help="NAME[:VARIANT] (see `jaxdepth list`) or PATH.py[:ARG]")
   t.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
   t.add_argument("--print_summary", action="store_true")
   t.add_argument("--cpu_devices", type=int, default=None,
@@ -191,11 +238,16 @@ def main(argv: list[str] | None = None) -> int:
   b.add_argument("--alpha", type=float, nargs="+", default=None)
   b.add_argument("--p", type=float, nargs="+", default=None)
   b.add_argument("--out", default=None, help="output prefix (default WORKDIR/bound)")
+  sub.add_parser("list", help="every packaged config, its variants and what it runs")
   args, rest = parser.parse_known_args(argv)
   bad = [r for r in rest if not r.startswith("--config.")]
   if bad:
     parser.error(f"unrecognized arguments: {' '.join(bad)}")
   try:
+    if args.command == "list":
+      if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+      return list_configs()
     return {"train": _train, "bound": _bound, "analyze": _analyze}[args.command](args, rest)
   except ConfigError as e:
     print(f"jaxdepth: error: {e}", file=sys.stderr)

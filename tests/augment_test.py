@@ -137,8 +137,8 @@ def test_random_rotation_in_range_and_after_crop_flip():
 
 
 def test_training_fill_is_black_for_tfds_images():
-  from configs import common
   from jaxdepth import data
+  from jaxdepth.configs import common
   c = common.paper_conv("cifar10", augment=("crop", "flip", "rotate"))
   assert data.augment_fill(c) == tfds_data.pad_value("cifar10")
   c.data.normalization = "computed"  # no fixed statistics: the mean colour

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from configs import bound as bound_config
 from jaxdepth import cli, data
+from jaxdepth.configs import bound as bound_config
 from jaxdepth.engine import ckpt
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.measure.collapse import effective_depth

@@ -433,7 +433,7 @@ def test_cli_failed_summary_write_then_rerun(finished, tmp_path, monkeypatch, ca
 
 # ------------------------------------------------------------- incremental sweeps
 def test_incremental_damaged_depth_is_retrained(tmp_path, monkeypatch, caplog):
-  from configs.incremental import quadratic as q_config
+  from jaxdepth.configs.incremental import quadratic as q_config
   from jaxdepth.papers.incremental import quadratic as quad
   from jaxdepth.papers.incremental import runner
   config = q_config.get_config("tiny")

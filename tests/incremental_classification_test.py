@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from configs.incremental import circular_conv as cc_config
-from configs.incremental import diagonal as diag_config
+from jaxdepth.configs.incremental import circular_conv as cc_config
+from jaxdepth.configs.incremental import diagonal as diag_config
 from jaxdepth.papers.incremental import circular_conv as cc
 from jaxdepth.papers.incremental import diagonal as diag
 from jaxdepth.papers.incremental import models, runner

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs.incremental import matrix_sensing as ms_config
+from jaxdepth.configs.incremental import matrix_sensing as ms_config
 from jaxdepth.papers.incremental import matrix_sensing as ms
 from jaxdepth.papers.incremental import metrics, models, runner
 

@@ -25,7 +25,7 @@ def test_concurrence_and_selection_order():
 
 
 def test_deep_toy_model_selects_like_omp(tmp_path):
-  from configs.incremental import omp as omp_config
+  from jaxdepth.configs.incremental import omp as omp_config
   c = omp_config.get_config()
   c.depths, c.progress = (5,), False
   omp.validate(c)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs.incremental import quadratic as q_config
+from jaxdepth.configs.incremental import quadratic as q_config
 from jaxdepth.papers.incremental import metrics, models, runner
 from jaxdepth.papers.incremental import quadratic as quad
 

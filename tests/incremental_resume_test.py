@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from configs.incremental import circular_conv as cc_config
-from configs.incremental import quadratic as q_config
+from jaxdepth.configs.incremental import circular_conv as cc_config
+from jaxdepth.configs.incremental import quadratic as q_config
 from jaxdepth.engine import writers
 from jaxdepth.papers.incremental import circular_conv as cc
 from jaxdepth.papers.incremental import quadratic as quad

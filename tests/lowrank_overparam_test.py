@@ -10,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs.lowrank import overparam as op_cfg
 from jaxdepth import nets
+from jaxdepth.configs.lowrank import overparam as op_cfg
 from jaxdepth.engine import writers
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.measure import rank

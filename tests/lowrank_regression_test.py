@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.lowrank import optimizers as opt_cfg
-from configs.lowrank import regression as reg_cfg
+from jaxdepth.configs.lowrank import optimizers as opt_cfg
+from jaxdepth.configs.lowrank import regression as reg_cfg
 from jaxdepth.engine import writers
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.papers.lowrank import common, optimizers, regression

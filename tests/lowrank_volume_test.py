@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs.lowrank import init_rank as init_cfg
-from configs.lowrank import volume as volume_cfg
 from jaxdepth import cli
+from jaxdepth.configs.lowrank import init_rank as init_cfg
+from jaxdepth.configs.lowrank import volume as volume_cfg
 from jaxdepth.engine import writers
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.papers.lowrank import init_rank, volume

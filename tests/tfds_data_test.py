@@ -145,7 +145,7 @@ def test_paper_configs_validate_and_build(name):
   from jaxdepth import nets
   from jaxdepth.papers.minimal_depth import train
 
-  c = importlib.import_module(f"configs.{name}").get_config()
+  c = importlib.import_module(f"jaxdepth.configs.{name}").get_config()
   train.validate(c)
   shape = tfds_data.image_shape(c.dataset)
   for depth in sorted(set(c.sweep_depths or (c.depth,)))[::-1][:1]:  # deepest
@@ -162,7 +162,7 @@ def test_tiny_mnist_conv_run_end_to_end_on_mock_data(tmp_path):
   """configs/mnist_conv.py, shrunk, through data.load -> tfds -> trainer -> analysis."""
   import json
 
-  from configs import mnist_conv
+  from jaxdepth.configs import mnist_conv
   from jaxdepth.papers.minimal_depth import train
 
   c = mnist_conv.get_config()

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
 from jaxdepth import cli, data
+from jaxdepth.configs import tiny
 from jaxdepth.engine import ckpt, writers
 from jaxdepth.papers import sgd
 from jaxdepth.papers.minimal_depth import train

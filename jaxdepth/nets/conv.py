@@ -52,7 +52,7 @@ HEADS = ("gap", "flatten")
 # Building blocks shared with jaxdepth/nets/trunks.py (ResNet-18).
 
 
-# Config field names in errors: the collapse schema (configs/common.py) keeps family,
+# Config field names in errors: the collapse schema (jaxdepth/configs/common.py) keeps family,
 # depth, width, batchnorm and init at the top level and family extras under model.
 TOP_LEVEL = ("family", "depth", "width", "batchnorm", "init")
 

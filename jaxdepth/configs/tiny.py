@@ -5,7 +5,9 @@
 Runtime: a few seconds. Used by the tests and CI.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
@@ -23,5 +25,5 @@ def get_config(arg=None):
   c.checkpoint_every = 2
   c.analysis_batch = 100              # not a divisor of 256: exercises the masked tail
   c.rank_samples = 64
-  c.progress = False
+  c.progress = False                # ':tiny' is this config as it is (every config has one)
   return c

@@ -11,6 +11,8 @@ cross, depth 3 only a few.  ``:tiny`` is a smoke run.
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -22,7 +22,9 @@ Expected (paper): the added top layers are collapsed, with small train CDNV and
 NCC train accuracy as high as the layer below, i.e. redundant.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
@@ -52,4 +54,11 @@ def get_config(arg=None):
   c.checkpoint_every = 20
   c.analysis_batch = 250              # 250 x 65,536 floats per stem/stage-1 batch
   c.rank_samples = 512
+  if arg == "tiny":                   # seconds: checks the pipeline on the real dataset
+    common.tiny_images(c)             # 256 images, 2 epochs, ...
+    c.sweep_depths = ()
+    c.depth = 1                       # one top layer
+    c.width = 4                       # stages 4/8/16/32 channels
+    c.num_seeds = 1
+    c.epochs = c.eval_every = c.checkpoint_every = 1
   return c

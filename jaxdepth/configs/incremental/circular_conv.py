@@ -19,6 +19,8 @@ of depth-3 runs diverge at lr = 0.01 (GD at the edge of stability; float64 too).
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -19,8 +19,13 @@ CDNV in the top layers falls as L grows.
 CIFAR-10 is the hardest of the four: NCC test accuracy stays well below train.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  return common.paper_conv("cifar10", augment=("crop", "flip", "rotate"))  # as the reference
+  c = common.paper_conv("cifar10", augment=("crop", "flip", "rotate"))  # as the reference
+  if arg == "tiny":                   # seconds: checks the pipeline on the real dataset
+    common.tiny_images(c)
+  return c

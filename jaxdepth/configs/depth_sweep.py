@@ -14,7 +14,9 @@ docs/minimal_depth.md §1 has the table.
 ``:tiny`` is a seconds-long Gaussian-mixture variant.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):

@@ -12,6 +12,8 @@ relative error ~0.9 (the minimum-norm interpolant).  ``:tiny`` is a smoke run.
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -32,7 +32,9 @@ real data offline (measured: it does, reading the Debian IDX files).
 
 import ml_collections
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("cpu", "conv_small", "tiny")  # values of get_config's arg
 
 
 def get_config(arg=None):
@@ -71,19 +73,7 @@ def get_config(arg=None):
     c.analysis_batch = 500
     c.rank_samples = 256
   elif arg == "tiny":
-    c.data.num_train = 256
-    c.data.num_test = 128
-    c.width = 8
-    c.depth = 3
-    c.sweep_depths = (2, 3)
-    c.num_seeds = 2
-    c.epochs = 2
-    c.batch_size = 64
-    c.eval_every = 2
-    c.checkpoint_every = 2
-    c.analysis_batch = 128
-    c.rank_samples = 32
-    c.progress = False
+    common.tiny_images(c)
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; allowed: cpu, conv_small, tiny")
   return c

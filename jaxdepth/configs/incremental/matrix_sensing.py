@@ -14,6 +14,8 @@ next_frac_at_t90 <= 0.01), depth 2 learns the later pairs together (next_frac 0.
 
 import ml_collections
 
+VARIANTS = ("small", "tiny")  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -12,8 +12,10 @@ Expected: wider networks collapse more at every intermediate layer (higher NCC
 accuracy, lower CDNV per layer) and reach NCC separability earlier.
 """
 
-from configs import common
-from configs.depth_sweep import _tiny
+from jaxdepth.configs import common
+from jaxdepth.configs.depth_sweep import _tiny
+
+VARIANTS = ("conv", "tiny")  # values of get_config's arg
 
 
 def get_config(arg=None):

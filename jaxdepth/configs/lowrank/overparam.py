@@ -27,6 +27,9 @@ Tiny CI setting: append ":tiny" to the config path.
 
 import ml_collections
 
+VARIANTS = ("tiny", "overfit", "none")  # values of get_config's arg
+VARIANTS_COMBINE = True  # and comma-separated combinations of them
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

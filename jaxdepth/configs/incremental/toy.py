@@ -13,6 +13,8 @@ docs/definitions.md (depth 2 needs sigma0 ~ 1e-19 for r = 0.9, depth 4 only ~ 7e
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -17,8 +17,11 @@ the eps=0.05 effective depth grows with p, 5.6 / 7.6 / 12.6 / 14.0 for p = 0 / 0
 accuracy falls from 0.730 to 0.137. docs/minimal_depth.md §2 has the table.
 """
 
-from configs import common
-from configs.depth_sweep import _tiny
+from jaxdepth.configs import common
+from jaxdepth.configs.depth_sweep import _tiny
+
+VARIANTS = ("uniform", "tiny")  # values of get_config's arg
+VARIANTS_COMBINE = True  # and comma-separated combinations of them
 
 
 def get_config(arg=None):

@@ -13,6 +13,8 @@ Tiny CI setting: append ":tiny" to the config path.
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -12,6 +12,8 @@ eigenvalue reaches half its target first, or two at once); test relative MSE <= 
 
 import ml_collections
 
+VARIANTS = ("tiny",)  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

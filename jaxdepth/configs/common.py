@@ -88,3 +88,22 @@ def paper_conv(dataset: str, augment: tuple = ()) -> ml_collections.ConfigDict:
   c.rank_samples = 512
   c.augment = augment                 # training-only augmentation
   return c
+
+
+def tiny_images(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ``:tiny`` variant of an image config: the same dataset and family, seconds of
+  compute (256 training images, CONV-3-8, 2 epochs): it checks the pipeline runs."""
+  c.data.num_train = 256
+  c.data.num_test = 128
+  c.width = 8
+  c.depth = 3
+  c.sweep_depths = (2, 3)
+  c.num_seeds = 2
+  c.epochs = 2
+  c.batch_size = 64
+  c.eval_every = 2
+  c.checkpoint_every = 2
+  c.analysis_batch = 128
+  c.rank_samples = 32
+  c.progress = False
+  return c

@@ -17,8 +17,13 @@ there; the 0.01-effective depth stops growing once L passes a small threshold; t
 CDNV in the top layers falls as L grows.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  return common.paper_conv("svhn_cropped", augment=())
+  c = common.paper_conv("svhn_cropped", augment=())
+  if arg == "tiny":                   # seconds: checks the pipeline on the real dataset
+    common.tiny_images(c)
+  return c

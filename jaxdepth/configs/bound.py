@@ -38,6 +38,8 @@ comparison), ``:tiny`` (Gaussian mixture, under a minute: tests and the notebook
 
 import ml_collections
 
+VARIANTS = ("L16", "mnist1d", "tiny")  # values of get_config's arg
+
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()

@@ -1,5 +1,6 @@
-"""Converged rho(W_e) vs depth for six optimizers (Observation 3;
-docs/definitions.md, "Optimizers").
+"""Converged rho(W_e) vs depth for six optimizers (Observation 3).
+
+docs/definitions.md, "Optimizers".
 
 jaxdepth train --config configs/lowrank/optimizers.py --workdir runs/lr_optimizers
 
@@ -15,6 +16,8 @@ Tiny CI setting: append ":tiny" to the config path.
 """
 
 import ml_collections
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):

@@ -9,7 +9,9 @@ layer index, 0.92 -> 0.95 -> 0.98 -> 0.995 -> 1.0 -> 1.0, NCC test accuracy
 0.90 -> 0.99, train CDNV falls 0.81 -> 0.05; 0.01-effective depth 4 of 6 layers.
 """
 
-from configs import common
+from jaxdepth.configs import common
+
+VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
@@ -35,4 +37,7 @@ def get_config(arg=None):
   c.analysis_batch = 500
   c.rank_samples = 256
   c.augment = ()                    # no augmentation on 8x8 digits
+  if arg == "tiny":                 # seconds: CONV-3-8 on 256 images, 2 epochs
+    common.tiny_images(c)
+    c.sweep_depths = ()
   return c
