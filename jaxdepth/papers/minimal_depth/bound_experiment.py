@@ -11,7 +11,9 @@ with a per-run training set. Keys: one stream per purpose. Three checkpoint tree
   checkpoints/clean  network variables and optimizer state of every clean run;
   checkpoints/noisy  the same for the noisy runs;
 with metadata naming each run's draw, p and seed, so ``jaxdepth bound`` (bound_main)
-recomputes everything from checkpoints alone. An interrupted run resumes.
+recomputes everything from checkpoints alone. An interrupted run resumes. After
+training, summary.json gets the bound table, its curve summary and the clean networks'
+assumption diagnostics (bound_main's program, run on the final checkpoints).
 
   jaxdepth train --config configs/bound.py --workdir runs/bound
 """

@@ -8,8 +8,12 @@ no optax): the network's apply is rebuilt from the stored model config with
 jaxdepth.nets. One jitted program, vmapped over ALL stored networks (clean runs padded
 to 2m with masked rows), recomputes the per-layer NCC train errors on each run's own
 training set (S1^k, or S1^k u S2^{k,p}~ with its noisy labels) and the network test
-errors. jaxdepth.papers.minimal_depth.bounds turns them into the bound table,
-which is printed and written to DIR/bound.json and DIR/bound.csv.
+errors; a second program, vmapped over the clean networks, computes the assumption
+diagnostics (per-layer NCC predictions on S2 and the test set, the NCC on S1 u S2
+relabelled by the network). jaxdepth.papers.minimal_depth.bounds turns them into the
+bound table and its curve summary (smallest valid p, invalid p ranges, diagnostics where
+the estimate breaks), which are printed and written to DIR/bound.json and DIR/bound.csv,
+with one figure per eps (DIR/bound_curve_epsE.png).
 """
 
 from __future__ import annotations
