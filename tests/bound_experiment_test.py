@@ -145,9 +145,9 @@ def test_assumption_diagnostics_against_numpy_float64(trained):
     run = cm["runs"][i]
     v = jax_tree_index(ct["variables"], i)
     k = run["draw"]
-    feats = lambda x: [np.asarray(g, np.float64).reshape(g.shape[0], g.shape[1], -1)
-                       for g in network.apply(v, x, train=False)[1]]
-    logits = lambda x: np.asarray(network.apply(v, x, train=False)[0])
+    feats = lambda x, v=v: [np.asarray(g, np.float64).reshape(g.shape[0], g.shape[1], -1)
+                            for g in network.apply(v, x, train=False)[1]]
+    logits = lambda x, v=v: np.asarray(network.apply(v, x, train=False)[0])
     x1, y1, x2 = samples["x_s1"][k], samples["y_s1"][k], samples["x_s2"][k]
     xt = samples["x_test"]
     h2, ht = logits(x2).argmax(1), logits(xt).argmax(1)
