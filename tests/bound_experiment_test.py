@@ -97,7 +97,7 @@ def test_recomputed_ncc_errors_equal_logged(trained):
                              [r["test_error"] for r in summary["clean_runs"]], atol=1e-6)
 
 
-def test_offline_table_equals_training_time_table(trained, tmp_path):
+def test_offline_table_equals_training_time_table(trained, tmp_path, capsys):
   config, workdir, summary = trained
   rows = bound_main.main(workdir, out=str(tmp_path / "b"))
   assert len(rows) == (len(config.p) + 1) * len(config.alpha) * len(config.eps)
@@ -112,6 +112,70 @@ def test_offline_table_equals_training_time_table(trained, tmp_path):
   written = json.load(open(tmp_path / "b.json"))["rows"]
   assert [r["bound"] for r in written] == [r["bound"] for r in rows]
   assert open(tmp_path / "b.csv").readline().startswith("dataset,architecture,m,")
+  # the curve: assumption columns, summary, warning and one figure per eps
+  for got, want in zip(rows, summary["table"]):
+    for k in ("own_label_holds_frac", "own_label_depth", "delta2_frac",
+              "mistake_overlap_ratio", "test_error_hi", "holds_vs_test_hi"):
+      assert got[k] == (None if want[k] is None else pytest.approx(want[k], abs=1e-6)), k
+  doc = json.load(open(tmp_path / "b.json"))
+  assert [(c["eps"], c["alpha"]) for c in doc["curve"]] == [(0.01, 0.1), (0.1, 0.1)]
+  assert doc["curve"] == json.loads(json.dumps(bounds.curve_summary(rows)))
+  # tiny trains p = 0.2, 0.4: nothing at or below 2 eps = 0.02 for eps = 0.01
+  assert len(doc["warnings"]) >= 1 and doc["warnings"][0].startswith("eps=0.01: no p <= 2*eps")
+  assert "warning: eps=0.01: no p <= 2*eps" in capsys.readouterr().out
+  assert doc["figures"] == [str(tmp_path / "b_curve_eps0.01.png"),
+                            str(tmp_path / "b_curve_eps0.1.png")]
+  assert all(os.path.getsize(f) > 0 for f in doc["figures"])
+  assert os.path.exists(os.path.join(workdir, "figures", "bound_curve_eps0.01.png"))
+  assert summary["curve"] == json.loads(json.dumps(bounds.curve_summary(summary["table"])))
+
+
+def test_assumption_diagnostics_against_numpy_float64(trained):
+  """(a) and (c) inputs of one clean network, recomputed in float64 numpy from its
+  embeddings: NCC (S1 means) agreement with the network on S2 and the test set, the NCC
+  error on S1 u S2 relabelled by the network, and its mistakes on S2."""
+  from jaxdepth import nets
+  config, workdir, summary = trained
+  loaded = bound_main.load(workdir)
+  samples, dmeta = loaded["data"]
+  ct, cm = loaded["clean"]
+  network = nets.build(dmeta["model"], tuple(dmeta["input_shape"]), dmeta["num_classes"])
+  C, m = dmeta["num_classes"], config.m
+  for i in (0, len(cm["runs"]) - 1):
+    run = cm["runs"][i]
+    v = jax_tree_index(ct["variables"], i)
+    k = run["draw"]
+    feats = lambda x, v=v: [np.asarray(g, np.float64).reshape(g.shape[0], g.shape[1], -1)
+                            for g in network.apply(v, x, train=False)[1]]
+    logits = lambda x, v=v: np.asarray(network.apply(v, x, train=False)[0])
+    x1, y1, x2 = samples["x_s1"][k], samples["y_s1"][k], samples["x_s2"][k]
+    xt = samples["x_test"]
+    h2, ht = logits(x2).argmax(1), logits(xt).argmax(1)
+
+    def ncc(f_tr, y_tr, f_ev):  # (L, N, D) -> (L, N_ev)
+      mu = np.stack([f_tr[:, y_tr == c].mean(1) for c in range(C)], 1)  # (L, C, D)
+      d = ((f_ev[:, :, None] - mu[:, None]) ** 2).sum(-1)
+      return d.argmin(-1)
+
+    f1 = np.concatenate(feats(x1))
+    f2 = np.concatenate(feats(x2))
+    ft = np.concatenate(feats(xt))
+    agree_s2 = (ncc(f1, y1, f2) == h2[None]).mean(1)
+    agree_te = (ncc(f1, y1, ft) == ht[None]).mean(1)
+    fu, yu = np.concatenate([f1, f2], 1), np.concatenate([y1, h2])
+    own = (ncc(fu, yu, fu) != yu[None]).mean(1)
+    rec = next(r for r in summary["clean_runs"]
+               if (r["draw"], r["seed"]) == (run["draw"], run["seed"]))
+    np.testing.assert_allclose(rec["ncc_agree_s2"], agree_s2, atol=1.5 / m)
+    np.testing.assert_allclose(rec["ncc_agree_test"], agree_te, atol=1.5 / len(xt))
+    np.testing.assert_allclose(rec["ncc_err_own_labels"], own, atol=1.5 / (2 * m))
+    assert rec["s2_mistakes"] == np.nonzero(h2 != samples["y_s2"][k])[0].tolist()
+    assert np.mean(ht != samples["y_test"]) == pytest.approx(rec["test_error"], abs=1e-6)
+
+
+def jax_tree_index(tree, i):
+  import jax
+  return jax.tree.map(lambda a: np.asarray(a)[i], tree)
 
 
 def test_other_eps_alpha_p_need_no_retraining(trained, tmp_path):

@@ -1,5 +1,6 @@
 """Linear over-parameterization of whole networks: the drop-in expand_params /
-collapse_params, AC8 (expansion lowers the embedding rank of a ReLU MLP) and the
+collapse_params, AC8's computation (collapsed = expanded after training, rho(K) as
+the float64 reference; the direction is documented, not asserted) and the
 lowrank.overparam experiment end to end."""
 
 import os
@@ -43,17 +44,7 @@ def test_expanded_mlp_equals_sublayer_by_sublayer_application():
   logits, (f_LxBxH,), _ = jax.jit(base.apply)(
       {"params": overparam.collapse_params(p, sites), "batch_stats": {}}, x)
 
-  @jax.jit
-  def reference(p, x):
-    """Every expanded layer applied sub-layer by sub-layer (overparam.apply)."""
-    s_in, s_hid, s_out = sites
-    h = jax.nn.relu(overparam.apply(s_in.spec, p["w_in"]["expanded"], x)[0])
-    for i in range(s_hid.stacked):
-      layer = jax.tree.map(lambda a: a[i], p["w_hid"]["expanded"])  # noqa: B023
-      h = jax.nn.relu(overparam.apply(s_hid.spec, layer, h)[0])
-    return overparam.apply(s_out.spec, p["w_out"]["expanded"], h)[0], h
-
-  ref, h = reference(p, x)
+  ref, h = jax.jit(lambda p, x: _sublayer_forward(sites, p, x))(p, x)
   np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(f_LxBxH[-1], h, rtol=1e-4, atol=1e-5)
   assert "b_in" not in p and set(p["w_in"]) == {"expanded"}
@@ -72,17 +63,26 @@ def test_drop_in_errors():
     overparam.expand_params(jax.random.key(0), v["params"], [nobias])
 
 
-def _ac8(expansion, seeds, x, y, steps=600):
-  """(rho(K) at init, rho(K) trained, train accuracy), each (S,), seeds vmapped."""
+def _sublayer_forward(sites, p, x):
+  """The expanded MLP applied sub-layer by sub-layer (overparam.apply): logits and the
+  penultimate ReLU features, without collapsing anything."""
+  s_in, s_hid, s_out = sites
+  h = jax.nn.relu(overparam.apply(s_in.spec, p["w_in"]["expanded"], x)[0])
+  for i in range(s_hid.stacked):
+    layer = jax.tree.map(lambda a: a[i], p["w_hid"]["expanded"])  # noqa: B023
+    h = jax.nn.relu(overparam.apply(s_hid.spec, layer, h)[0])
+  return overparam.apply(s_out.spec, p["w_out"]["expanded"], h)[0], h
+
+
+def _ac8(expansion, seeds, x, y, steps):
+  """AC8's pipeline: expanded params at init and after ``steps`` full-batch Adam steps
+  through the factors (seeds vmapped); returns (base, sites, p0, p)."""
   base, sites = _mlp(expansion)
 
-  def forward(p):
-    out = base.apply({"params": overparam.collapse_params(p, sites), "batch_stats": {}},
-                     x)
-    return out[0], out[1][0][-1]  # logits, penultimate ReLU features (N, 128)
-
   def loss(p):
-    return optax.softmax_cross_entropy_with_integer_labels(forward(p)[0], y).mean()
+    logits = base.apply({"params": overparam.collapse_params(p, sites), "batch_stats": {}},
+                        x)[0]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   tx = optax.adam(1e-3)
 
@@ -91,30 +91,54 @@ def _ac8(expansion, seeds, x, y, steps=600):
 
     def step(s, _):
       p, o = s
-      g = jax.grad(loss)(p)
-      u, o = tx.update(g, o, p)
+      u, o = tx.update(jax.grad(loss)(p), o, p)
       return (optax.apply_updates(p, u), o), None
     (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), None, length=steps)
-    acc = jnp.mean(jnp.argmax(forward(p)[0], 1) == y)
-    return (rank.gram_entropy_rank(forward(p0)[1]), rank.gram_entropy_rank(forward(p)[1]),
-            acc)
+    return p0, p
 
   keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-  return [np.asarray(a) for a in jax.jit(jax.vmap(one))(keys)]
+  p0, p = jax.jit(jax.vmap(one))(keys)
+  return base, sites, p0, p
 
 
-def test_ac8_expansion_lowers_embedding_rank():
-  """AC8: mean over 3 seeds of rho(K) of the penultimate features at d=4 below d=1 by
-  > 0.2, at init and after 600 full-batch Adam steps (spec: 2.11/1.95 vs 1.69/1.58).
+def _rho_gram64(phi):
+  """Float64 numpy reference of rho(K), K = Phi Phi^T: entropy of K's normalized
+  eigenvalues (Huh et al. 2021, Eq. 1)."""
+  phi = np.asarray(phi, np.float64)
+  ev = np.clip(np.linalg.eigvalsh(phi @ phi.T), 0.0, None)
+  q = ev[ev > 0] / ev.sum()
+  return float(-(q * np.log(q)).sum())
 
-  Measured here: init 2.16 vs 1.76, trained 1.71 vs 1.36. The trained gap depends on
-  the draw: with other data/init draws (e.g. float64 ones) it was only 0.06, so the
-  data and seeds are fixed (float32 draws in both x64 modes)."""
+
+def test_ac8_computation_collapsed_equals_expanded_and_rank_is_the_float64_one():
+  """AC8's computation, not its direction: after training through the factors, the
+  collapsed network (what is evaluated) equals the expanded one applied sub-layer by
+  sub-layer, and the embedding rank rho(K) of its penultimate features is the float64
+  reference's. Whether expansion lowers rho(K) depends on the draw (3 seeds: d = 4 has
+  one seed above every d = 1 seed after training); the measured gap and its spread are
+  in docs/definitions.md ("Linear over-parameterization")."""
   x, y = _teacher_data(jax.random.key(42))
-  r1, r4 = _ac8(1, 3, x, y), _ac8(4, 3, x, y)
-  assert r1[0].mean() - r4[0].mean() > 0.2, (r1, r4)
-  assert r1[1].mean() - r4[1].mean() > 0.2, (r1, r4)
-  assert (r1[2] > 0.5).all() and (r4[2] > 0.5).all()  # both actually trained
+  for expansion in (1, 4):
+    base, sites, p0, p = _ac8(expansion, 2, x, y, steps=30)
+
+    @jax.jit
+    @jax.vmap
+    def both(ps):
+      logits, (f_LxNxH,), _ = base.apply(  # noqa: B023
+          {"params": overparam.collapse_params(ps, sites), "batch_stats": {}}, x)  # noqa: B023
+      return (logits, f_LxNxH[-1], rank.gram_entropy_rank(f_LxNxH[-1]),
+              *_sublayer_forward(sites, ps, x))  # noqa: B023
+
+    for params in (p0, p):
+      logits, h, rho, ref_logits, ref_h = both(params)
+      np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(h, ref_h, rtol=1e-4, atol=1e-4)
+      for s in range(2):
+        assert float(rho[s]) == pytest.approx(_rho_gram64(h[s]), abs=1e-3)
+    # training moved the factors (the pipeline ran) and stayed finite
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), p0, p)
+    assert max(jax.tree.leaves(moved)) > 0
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(p))
 
 
 def test_overparam_experiment_tiny(tmp_path):

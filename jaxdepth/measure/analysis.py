@@ -316,3 +316,50 @@ def _stack(grams):
   m = max(g.shape[-1] for g in grams)
   return jnp.concatenate([jnp.pad(g, ((0, 0), (0, m - g.shape[-1]), (0, m - g.shape[-1])))
                           for g in grams])
+
+
+def make_ncc_predictor(network: Network, num_classes: int):
+  """Returns predict(variables, train, train_labels_NBxB, evals) ->
+  (ncc_pred_LxNBxB, net_pred_NBxB).
+
+  Per-layer NCC predictions on ``evals`` (Batched) with the class means of ``train``
+  (Batched) under ``train_labels``, streamed and centred like ``make_analyzer`` (same
+  class sums, means and NCC scores, at full float32 matmul precision), and the
+  network's own argmax on ``evals``. Padding rows of ``evals`` get predictions too
+  (mask them). vmap over runs.
+  """
+  C = num_classes
+
+  def forward(variables, x):
+    logits, groups, _ = network.apply(variables, x, train=False)
+    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+
+  def predict(variables, train: Batched, train_labels, evals: Batched):
+    with jax.default_matmul_precision("highest"):
+      _, groups0 = forward(variables, train.x[0])
+      m0 = train.mask[0].astype(jnp.float32)
+      refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
+
+      def sums(carry, xs):
+        x, y, m = xs
+        _, groups = forward(variables, x)
+        out = []
+        for (cnt, tot), f, r in zip(carry, groups, refs):
+          c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
+          out.append((cnt + c_b, tot + s_b))
+        return out, None
+      init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
+              for r in refs]
+      carry, _ = jax.lax.scan(sums, init, (train.x, train_labels, train.mask))
+      stats = [(cnt, jax.vmap(collapse.means_from_sums)(cnt, tot)) for cnt, tot in carry]
+
+      def preds(_, x):
+        logits, groups = forward(variables, x)
+        p = [jax.vmap(lambda f_, mu_, c_, r_: jnp.argmax(
+            collapse.ncc_scores(f_, mu_, c_, r_), axis=1))(f, mu, cnt, r)
+             for f, r, (cnt, mu) in zip(groups, refs, stats)]
+        return None, (jnp.concatenate(p), jnp.argmax(logits, axis=1))
+      _, (ncc_NBxLxB, net_NBxB) = jax.lax.scan(preds, None, evals.x)
+      return jnp.moveaxis(ncc_NBxLxB, 1, 0), net_NBxB
+
+  return predict

@@ -11,7 +11,9 @@ with a per-run training set. Keys: one stream per purpose. Three checkpoint tree
   checkpoints/clean  network variables and optimizer state of every clean run;
   checkpoints/noisy  the same for the noisy runs;
 with metadata naming each run's draw, p and seed, so ``jaxdepth bound`` (bound_main)
-recomputes everything from checkpoints alone. An interrupted run resumes.
+recomputes everything from checkpoints alone. An interrupted run resumes. After
+training, summary.json gets the bound table, its curve summary and the clean networks'
+assumption diagnostics (bound_main's program, run on the final checkpoints).
 
   jaxdepth train --config configs/bound.py --workdir runs/bound
 """
@@ -231,6 +233,26 @@ def _records(config, grid, out, layer_names) -> list[dict]:
   return recs
 
 
+def clean_assumption_records(config, workdir: str, clean_recs: list[dict]) -> dict:
+  """Assumption diagnostics of the trained clean networks, read back from the final
+  checkpoints with the calculator's own program (bound_main.clean_assumptions), so
+  summary.json and ``jaxdepth bound`` agree by construction. Adds to each clean
+  record the per-layer ncc_err_own_labels (NCC error on S1 u S2_h, S2 labelled by
+  the network's argmax), ncc_agree_s2 / ncc_agree_test (per-layer NCC with S1 means
+  vs the network's argmax) and s2_mistakes (indices into S2 the network gets wrong);
+  returns them as (K, G, ...) arrays for bounds.bound_rows."""
+  from jaxdepth.papers.minimal_depth import bound_main
+  diag = bound_main.clean_assumptions(bound_main.load(workdir))
+  at = {(r["draw"], r["seed"]): i for i, r in enumerate(diag["runs"])}
+  for rec in clean_recs:
+    i = at[(rec["draw"], rec["seed"])]
+    rec["ncc_err_own_labels"] = np.asarray(diag["own_err"][i]).tolist()
+    rec["ncc_agree_s2"] = np.asarray(diag["agree_s2"][i]).tolist()
+    rec["ncc_agree_test"] = np.asarray(diag["agree_test"][i]).tolist()
+    rec["s2_mistakes"] = np.nonzero(diag["s2_mistakes"][i])[0].tolist()
+  return bound_main.assumptions_by_draw(diag, config.num_draws, config.num_clean_seeds)
+
+
 def errors_by_draw(config, clean_recs, noisy_recs):
   """(K, G, L) clean and (K, P, G, L) noisy NCC train errors, test errors (K, G)."""
   K, P = config.num_draws, len(bounds.trained_ps(config))
@@ -284,21 +306,29 @@ def run(config, workdir: str) -> dict:
   noisy_recs = _records(config, noisy_grid, out_n, network.layer_names)
   for r, k in zip(noisy_recs, noisy_grid):
     r["num_corrupted"] = int(samples["corrupted"][k["draw"], k["p_index"]].sum())
+  assumptions = clean_assumption_records(config, workdir, clean_recs)
   ce, ne, te = errors_by_draw(config, clean_recs, noisy_recs)
   table = bounds.bound_rows(ce, ne, te, bounds.trained_ps(config), config.alpha, config.eps,
                             n_clean=config.m, n_noisy=2 * config.m,
                             extra={"dataset": ds.name,
                                    "architecture": f"{config.family}-{config.depth}-"
-                                                   f"{config.width}"})
+                                                   f"{config.width}"},
+                            assumptions=assumptions)
   summary = {"experiment": "bound", "dataset": ds.name, "m": config.m,
              "num_draws": config.num_draws, "p": bounds.trained_ps(config),
              "eps": list(config.eps), "alpha": list(config.alpha),
              "clean_runs": clean_recs, "noisy_runs": noisy_recs, "table": table,
+             "curve": bounds.curve_summary(table),
+             "warnings": bounds.grid_warnings(bounds.trained_ps(config), config.eps,
+                                              table[0]["mean_test_error"], config.alpha),
              "wall_time_s": time.time() - t0}
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
   writers.write_csv(os.path.join(workdir, "layers.csv"), layer_rows(summary))
   from jaxdepth.papers.minimal_depth import figures
   figures.bound_figure(summary, os.path.join(workdir, "figures", "bound.png"))
+  for e in config.eps:
+    figures.bound_curve_figure(table, float(e), os.path.join(
+        workdir, "figures", f"bound_curve_eps{float(e):g}.png"), ds.name)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(metrics_path):  # rewritten whole: the records are final analyses
     os.remove(metrics_path)

@@ -8,8 +8,12 @@ no optax): the network's apply is rebuilt from the stored model config with
 jaxdepth.nets. One jitted program, vmapped over ALL stored networks (clean runs padded
 to 2m with masked rows), recomputes the per-layer NCC train errors on each run's own
 training set (S1^k, or S1^k u S2^{k,p}~ with its noisy labels) and the network test
-errors. jaxdepth.papers.minimal_depth.bounds turns them into the bound table,
-which is printed and written to DIR/bound.json and DIR/bound.csv.
+errors; a second program, vmapped over the clean networks, computes the assumption
+diagnostics (per-layer NCC predictions on S2 and the test set, the NCC on S1 u S2
+relabelled by the network). jaxdepth.papers.minimal_depth.bounds turns them into the
+bound table and its curve summary (smallest valid p, invalid p ranges, diagnostics where
+the estimate breaks), which are printed and written to DIR/bound.json and DIR/bound.csv,
+with one figure per eps (DIR/bound_curve_epsE.png).
 """
 
 from __future__ import annotations
@@ -29,12 +33,20 @@ from jaxdepth.papers.minimal_depth import bounds
 
 FORMAT = 1
 CAVEATS = (
-    "delta_1 and delta_2 of Prop. 1 are taken as 0 (not estimated).",
+    "delta_1 and delta_2 of Prop. 1 are taken as 0 in the bound; the rows carry "
+    "diagnostics of the assumptions instead: (a) own_label_* (does h's layer-d(h) NCC "
+    "fit S1 u S2 labelled by h), (b) delta2_frac (draws and q >= (1+alpha)p with "
+    "dmin(q) < dmin(p)), (c) mistake_overlap_ratio (h's mistakes on S2 shared across "
+    "clean seeds, vs random subsets of the same sizes).",
     "dmin_hat is the min over the noisy seeds only: an upper estimate of the minimal "
     "depth, so this is an estimate, not a certified bound.",
     "The first term is a proportion over K draws; its 95% interval is exact "
-    "(Clopper-Pearson) and 'bound (CI top)' uses the interval's top. The informative "
-    "row is the smallest p whose first term is ~0.",
+    "(Clopper-Pearson) and 'bound (CI top)' uses the interval's top. A row is valid "
+    "when bound >= the mean test error (also reported against the top of the mean test "
+    "error's 95% interval).",
+    "For p > 2 eps the corrupted p/2 of S1 u S2 exceed the NCC's eps budget, dmin_hat "
+    "jumps above the clean depths and the estimate is just (1+alpha)p: below the test "
+    "error whenever (1+alpha)p is.",
 )
 
 
@@ -178,6 +190,79 @@ def recompute(loaded: dict) -> dict:
           "layer_names": dmeta["layer_names"], "dataset": dmeta["dataset"]}
 
 
+def make_assumption_program(network: nets.Network, num_classes: int, batch: int):
+  """jit(vmap over clean runs) of (variables, x_s1, y_s1, x_s2, x_test, y_test) ->
+  (own_err_L, agree_s2_L, agree_test_L, net_pred_s2, net_pred_test).
+
+  Assumption (a) of Prop. 1 for a clean network h: per layer, the NCC error on
+  S1 u S2_h (S2 labelled by h's own argmax; class means of that union with those
+  labels), and the agreement of the NCC with S1's class means (the classifier whose
+  error defines d^eps_{S1}(h)) with h's argmax on S2 and on the test set. Per-layer
+  NCC predictions come from analysis.make_ncc_predictor (the analyzer's sums, means
+  and scores); only the per-layer fractions and h's predictions leave the program.
+  """
+  predict = analysis.make_ncc_predictor(network, num_classes)
+
+  def cut(a):
+    n = a.shape[0]
+    nb = -(-n // batch)
+    pad = jnp.zeros((nb * batch - n, *a.shape[1:]), a.dtype)
+    return jnp.concatenate([a, pad]).reshape(nb, batch, *a.shape[1:])
+
+  def batched(x, y):
+    return analysis.Batched(cut(x), cut(y), cut(jnp.ones(x.shape[0], bool)))
+
+  def flat(pred, n):  # (..., NB, B) -> (..., n)
+    return pred.reshape(*pred.shape[:-2], -1)[..., :n]
+
+  def one_run(v, x1, y1, x2, xt, yt):
+    m, nt = x1.shape[0], xt.shape[0]
+    s1 = batched(x1, y1)
+    ncc_s2, net_s2 = predict(v, s1, s1.y, batched(x2, jnp.zeros(m, y1.dtype)))
+    ncc_te, net_te = predict(v, s1, s1.y, batched(xt, yt))
+    ncc_s2, net_s2 = flat(ncc_s2, m), flat(net_s2, m).astype(y1.dtype)
+    ncc_te, net_te = flat(ncc_te, nt), flat(net_te, nt)
+    yu = jnp.concatenate([y1, net_s2])
+    u = batched(jnp.concatenate([x1, x2]), yu)
+    ncc_u, _ = predict(v, u, u.y, u)
+    own_err = jnp.mean(flat(ncc_u, 2 * m) != yu[None], axis=1)
+    return (own_err, jnp.mean(ncc_s2 == net_s2[None], axis=1),
+            jnp.mean(ncc_te == net_te[None], axis=1), net_s2, net_te)
+
+  return jax.jit(jax.vmap(one_run, in_axes=(0, 0, 0, 0, None, None)))
+
+
+def clean_assumptions(loaded: dict) -> dict:
+  """Assumption diagnostics (a) and (c) of every stored clean network, in stored run
+  order: own_err / agree_s2 / agree_test (R, L), net_pred_s2 (R, m), net_pred_test
+  (R, N_test) and s2_mistakes (R, m) bool (h's argmax differs from S2's clean label)."""
+  samples, dmeta = loaded["data"]
+  cfg = dmeta["config"]
+  network = nets.build(dmeta["model"], tuple(dmeta["input_shape"]), dmeta["num_classes"])
+  ct, cm = loaded["clean"]
+  d = np.asarray(ct["draw"])
+  prog = make_assumption_program(network, dmeta["num_classes"], cfg["analysis_batch"])
+  own, a2, at, p2, pt = jax.device_get(prog(
+      ct["variables"], samples["x_s1"][d], samples["y_s1"][d].astype(np.int32),
+      samples["x_s2"][d], samples["x_test"], samples["y_test"].astype(np.int32)))
+  return {"own_err": np.asarray(own), "agree_s2": np.asarray(a2),
+          "agree_test": np.asarray(at), "net_pred_s2": np.asarray(p2),
+          "net_pred_test": np.asarray(pt),
+          "s2_mistakes": np.asarray(p2) != samples["y_s2"][d], "runs": cm["runs"]}
+
+
+def assumptions_by_draw(diag: dict, num_draws: int, num_clean_seeds: int) -> dict:
+  """The per-run arrays of ``clean_assumptions`` arranged as (K, G, ...)."""
+  out = {}
+  for key in ("own_err", "agree_s2", "agree_test", "s2_mistakes"):
+    a = np.asarray(diag[key])
+    arr = np.zeros((num_draws, num_clean_seeds, *a.shape[1:]), a.dtype)
+    for r, v in zip(diag["runs"], a):
+      arr[r["draw"], r["seed"]] = v
+    out[key] = arr
+  return out
+
+
 # --------------------------------------------------------------------------- report
 def _by_draw(rec: dict):
   """Arrange per-run errors as (K, G, L), (K, P, G, L) and test errors (K, G)."""
@@ -217,8 +302,10 @@ def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict
     for v in vals or ():
       if not 0.0 <= v < 1.0:
         raise BoundError(f"--{name} {v:g} is outside [0, 1)")
-  rec = recompute(load(workdir))
+  loaded = load(workdir)
+  rec = recompute(loaded)
   cfg = rec["config"]
+  rec["assumptions"] = clean_assumptions(loaded)
   clean, noisy, test = _by_draw(rec)
   ps = bounds.trained_ps(cfg)
   js = _select_p(p, ps, workdir)
@@ -229,7 +316,10 @@ def report(workdir: str, eps=None, alpha=None, p=None) -> tuple[list[dict], dict
   rows = bounds.bound_rows(clean, noisy[:, js], test, [ps[j] for j in js],
                            alpha or cfg["alpha"], eps or cfg["eps"],
                            num_layers=clean.shape[-1], extra=extra,
-                           n_clean=cfg["m"], n_noisy=2 * cfg["m"])
+                           n_clean=cfg["m"], n_noisy=2 * cfg["m"],
+                           assumptions=assumptions_by_draw(rec["assumptions"],
+                                                           cfg["num_draws"],
+                                                           cfg["num_clean_seeds"]))
   return rows, rec
 
 
@@ -260,8 +350,22 @@ def main(workdir: str, eps=None, alpha=None, p=None, out=None) -> list[dict]:
           "fitting 2m clean points needs")
   for c in CAVEATS:
     print(f"note: {c}")
+  curve = bounds.curve_summary(rows)
+  for line in bounds.curve_lines(curve):
+    print(f"curve: {line}")
+  eps_list = list(dict.fromkeys(r["eps"] for r in rows))
+  alphas = list(dict.fromkeys(r["alpha"] for r in rows))
+  warnings = bounds.grid_warnings([r["p"] for r in rows], eps_list,
+                                  rows[0]["mean_test_error"], alphas)
+  for w in warnings:
+    print(f"warning: {w}")
+  from jaxdepth.papers.minimal_depth import figures
+  paths = [figures.bound_curve_figure(rows, e, f"{out}_curve_eps{e:g}.png", head)
+           for e in eps_list]
   writers.write_json(f"{out}.json", {"workdir": os.path.abspath(workdir), "setting": head,
-                                     "rows": rows, "caveats": list(CAVEATS)})
+                                     "rows": rows, "curve": curve, "warnings": warnings,
+                                     "figures": paths, "caveats": list(CAVEATS)})
   writers.write_csv(f"{out}.csv", rows)
-  print(f"wrote {out}.json and {out}.csv", file=sys.stderr)
+  print(f"wrote {out}.json, {out}.csv and {len(paths)} figure(s) {out}_curve_eps*.png",
+        file=sys.stderr)
   return rows

@@ -204,6 +204,57 @@ def bound_figure(summary: dict, path: str) -> str:
   return plotting.save(fig, path)
 
 
+def bound_curve_figure(rows: list[dict], eps: float, path: str, title: str = "") -> str:
+  """The bound as a curve at one eps: the estimate B(p) (one line per alpha) with the
+  band of its first term's 95% interval, the mean test error with its 95% interval
+  (grey band) and +- 1 std (dotted), the region where the estimate is below the
+  mean test error shaded red, and p = 2 eps (where the corrupted p/2 of S1 u S2 exceed
+  the NCC's eps budget and dmin_hat jumps) as a vertical line. Inputs are bound.json
+  rows (``bounds.bound_rows``)."""
+  rs = [r for r in rows if r["eps"] == eps and not r["control"]]
+  fig, axes = plotting.subplots(1, ncols=1, size=(5.2, 3.8))
+  ax = axes[0]
+  if not rs:
+    ax.text(0.5, 0.5, f"no p > 0 rows at eps={eps:g}", ha="center", transform=ax.transAxes)
+    return plotting.save(fig, path)
+  hi_p = max(r["p"] for r in rs)
+  r0 = rs[0]
+  err, std = r0["mean_test_error"], r0["test_error_std"]
+  x = np.array([0.0, hi_p * 1.05])
+  ax.fill_between(x, r0.get("test_error_lo", err), r0.get("test_error_hi", err),
+                  color="0.75", lw=0, label="test error, 95% interval of the mean")
+  for y in (err - std, err + std):
+    ax.axhline(y, color="0.3", ls=":", lw=0.8)
+  ax.plot([], [], color="0.3", ls=":", lw=0.8, label="test error +- std")
+  ax.axhline(err, color="k", lw=1, label=f"mean test error {err:.3f}")
+  for alpha in dict.fromkeys(r["alpha"] for r in rs):
+    ra = sorted((r for r in rs if r["alpha"] == alpha), key=lambda r: r["p"])
+    p = np.array([r["p"] for r in ra])
+    b = np.array([r["bound"] for r in ra])
+    bhi = np.array([r["bound_hi"] for r in ra])
+    blo = np.array([r["first_term_lo"] for r in ra]) + (1 + alpha) * p
+    (line,) = ax.plot(p, b, "o-", ms=4, label=f"estimate, alpha={alpha:g}")
+    ax.fill_between(p, blo, bhi, color=line.get_color(), alpha=0.15, lw=0,
+                    label="first term 95% CI")
+    ax.fill_between(p, b, err, where=b < err, interpolate=True, color="tab:red",
+                    alpha=0.35, lw=0, label="invalid (estimate < test error)")
+    bad = b < err
+    ax.plot(p[bad], b[bad], "x", color="tab:red", ms=7)
+  ax.axvline(2 * eps, color="tab:green", ls="--", lw=1.2, label=f"p = 2 eps = {2 * eps:g}")
+  ax.set_xlim(0, hi_p * 1.05)
+  low = min(min(r["bound"] for r in rs), err - std)
+  if low > 0:  # log scale: the first term jumps between ~1 and 0, the test error is small
+    ax.set_yscale("log")
+    ax.set_ylim(low / 1.5, 1.5)
+  else:
+    ax.set_ylim(0, 1.05)
+  ax.set_xlabel("p (fraction of S2's labels corrupted)")
+  ax.set_ylabel("error")
+  ax.set_title(f"{title}\neps={eps:g}" if title else f"eps={eps:g}", fontsize=8)
+  plotting.legend(ax, fontsize=6, loc="upper left")
+  return plotting.save(fig, path)
+
+
 def collapse_figures(summary: dict, outdir: str) -> list[str]:
   runs = summary["runs"]
   paths = []
