@@ -18,7 +18,7 @@ def test_segment_compiles_once_over_segments():
     thr = jnp.asarray(metrics.thresholds((2.0, 1.0)))
     st, _ = init_fn(keys, jnp.asarray([1e-2, 1e-3]), data, thr)
     for t0 in (0, 40, 80):
-      st, (loss_SxIxL, _) = seg_fn(st, data, thr, jnp.asarray(1e-3), t0)
+      st, (loss_SxIxL, _, _finished) = seg_fn(st, data, thr, jnp.asarray(1e-3), t0)
     assert loss_SxIxL.shape == (1, 2, 4)
     assert seg_fn._cache_size() == 1
 
