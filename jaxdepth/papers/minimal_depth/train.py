@@ -138,7 +138,7 @@ class Program(NamedTuple):
   """Everything compiled for one (depth, width): R runs as one program."""
   network: nets.Network
   init: Any  # (keys) -> (state_R, labels_RxN, corrupted_RxN)
-  epoch: Any  # (state_R, labels_RxN, keys_R, epoch, x_N) -> (state_R, loss_R)
+  epoch: Any  # (state_R, labels_RxN, keys_R, epoch, x_N) -> (state_R, {loss, acc}_R)
   analyze: Any  # (state_R, labels, corrupted) -> metrics dict with leading R
   steps_per_epoch: int
 
@@ -201,9 +201,13 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
                 stream=None, tag: str = "", bar=None):
   """Train (or resume) all runs of one (depth, width); returns final metrics (host).
 
-  ``stream``: where evaluation records go (``metrics.MetricsLog.stream``), or None.
+  ``stream``: the ``metrics.MetricsLog`` that per-run records go to (one per run and
+  epoch with the epoch's mean batch loss and accuracy, one per run and evaluation,
+  through ``metrics.RunStreams``), or None.
   """
   grid = run_grid(config)
+  records = metrics.RunStreams(stream, [run_coordinates(r) for r in grid], depth=depth,
+                               width=width)
   place = placement(config, len(grid))
   prog = build_program(config, ds, depth, width, place)
   keys = place.pad(make_keys(config.seed, grid))
@@ -237,9 +241,8 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
     out = prog.analyze(state, labels, chosen)
     out["diverged"] = place.gather(~sgd.tree_finite(state.params))
     monitor.update(out["diverged"], f"epoch {epoch}")
-    if stream is not None:
-      stream.write({"step": epoch * prog.steps_per_epoch, "epoch": epoch, "depth": depth,
-                    "width": width, **out})
+    records.write("eval", epoch * prog.steps_per_epoch, eval_metrics(config, out),
+                  epoch=epoch)
     result["out"] = out
 
   def save(state, epoch):
@@ -250,15 +253,43 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   def segment(state, epoch):
     return prog.epoch(state, labels, keys, epoch, x_train)
 
+  show_loss = loop.loss_postfix(bar)
+  epochs_seen = [start]
+
+  def on_output(out):  # one epoch's {loss, acc} per run, one epoch late, in order
+    epochs_seen[0] += 1
+    e = epochs_seen[0]
+    show_loss(out["loss"])
+    records.write("train", e * prog.steps_per_epoch,
+                  {"batch_loss": out["loss"], "batch_acc": out["acc"]}, epoch=e)
+
   state, _ = loop.run(state, segment, start=start, total=config.epochs, bar=bar,
                       steps_per_segment=prog.steps_per_epoch,
-                      on_output=loop.loss_postfix(bar), fetch=place.gather,
+                      on_output=on_output, fetch=place.gather,
                       hooks=[loop.Hook(config.eval_every, evaluate),
                              loop.Hook(config.checkpoint_every, save)])
   if "out" not in result:  # already complete: analyse the restored final state
     evaluate(state, config.epochs)
   ck.close()
   return grid, result["out"], prog.network
+
+
+def run_coordinates(run: dict) -> dict:
+  """A run's coordinates within its program (depth and width name the program)."""
+  return {"seed": run["seed"], "label_noise": run["label_noise"]}
+
+
+def eval_metrics(config, out: dict) -> dict:
+  """An evaluation's per-run arrays as record fields: scalars, per-layer lists, and the
+  effective depths per eps as ``effective_depth@<eps>`` (as in layers.csv)."""
+  vals = {}
+  for k, v in out.items():
+    if k in ("effective_depth", "effective_depth_suffix"):
+      for j, e in enumerate(config.eps):
+        vals[f"{k}@{e}"] = np.asarray(v)[:, j]
+    else:
+      vals[k] = v
+  return vals
 
 
 def summarize(config, results) -> dict:
@@ -314,20 +345,24 @@ def run(config, workdir: str) -> dict:
             f"({ds.x_train.shape[0]} examples)")
   primary = distributed.is_primary()  # in a multi-process job, process 0 writes
   os.makedirs(workdir, exist_ok=True)
-  log = metrics.MetricsLog(workdir, ("depth", "width"),  # a resumed run logs no step twice
-                           enabled=primary)
+  # One record per (kind, run, step), and a TensorBoard run per (depth, width, seed,
+  # label_noise) under workdir/tb; a resumed run logs no step twice in either.
+  coords = ("depth", "width", "seed", "label_noise")
+  log = metrics.MetricsLog(workdir, ("kind", *coords), enabled=primary, tensorboard=coords)
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size
   bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
                          enabled=config.progress and primary)
   results = []
   t0 = time.time()
-  for depth, width in shapes_:
-    bar.set_description(f"train d={depth} w={width}")
-    tag = f"d{depth}_w{width}"
-    grid, out, network = train_shape(config, ds, depth, width, workdir,
-                                     log.stream(depth=depth, width=width), tag, bar)
-    results.append((depth, width, grid, out, network))
+  try:
+    for depth, width in shapes_:
+      bar.set_description(f"train d={depth} w={width}")
+      tag = f"d{depth}_w{width}"
+      grid, out, network = train_shape(config, ds, depth, width, workdir, log, tag, bar)
+      results.append((depth, width, grid, out, network))
+  finally:
+    log.close()
   bar.close()
   summary = summarize(config, results)
   summary["wall_time_s"] = time.time() - t0
