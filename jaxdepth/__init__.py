@@ -38,7 +38,7 @@ _API = {
     "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
     "load_config": ("jaxdepth.cli", "load_config"),
     "experiments": ("jaxdepth.engine.registry", "names"),
-    "load_metrics": ("jaxdepth.engine.metrics", "load"),
+    "load_metrics": ("jaxdepth.papers", "load_metrics"),
 }
 __all__ = ["run", "__version__", *_API]
 

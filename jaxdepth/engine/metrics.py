@@ -1,8 +1,8 @@
 """metrics.jsonl (and TensorBoard) as a stream that survives resumption: nothing is
 logged twice.
 
-Records are keyed by some fields (e.g. kind, depth, width, seed and label noise of a
-run) and ordered by ``step``. A resumed run re-computes evaluations after its last
+Records are keyed by some fields (e.g. kind, depth, width and seed of a run) and
+ordered by ``step``. A resumed run re-computes evaluations after its last
 checkpoint; the log skips those whose (key, step) it already holds, and the
 TensorBoard writer those whose (run, tag, step) its event files already hold.
 
@@ -30,7 +30,7 @@ class MetricsLog:
   (or run's) records, skipping steps already logged for that key by an earlier process.
 
   ``tensorboard``: the key fields that name a TensorBoard run (one directory under
-  ``workdir/tb`` per value, ``depth=3,width=16,...``); every written record's numeric
+  ``workdir/tb`` per value, ``depth=3,width=16,seed=0``); every written record's numeric
   fields become scalars of that run, tagged ``<other key fields>/<field>`` (e.g.
   ``train/batch_loss``) and ``.../layer_NN`` for per-layer lists. None: no TensorBoard.
   """
@@ -130,22 +130,20 @@ class RunStreams:
 
 
 # ------------------------------------------------------------------------------ load
-def load(workdir: str, coordinates: Sequence[str] | None = None):
+def load(workdir: str, coordinates: Sequence[str] = ()):
   """``workdir/metrics.jsonl`` as a tidy pandas DataFrame, one row per (run, step,
-  metric[, layer]).
+  metric[, layer]) (``jaxdepth.load_metrics`` names the papers' coordinates).
 
-  Columns: the run coordinates (for the collapse trainer ``kind``, ``depth``,
-  ``width``, ``seed``, ``label_noise``), ``step``, ``epoch`` (when records carry it),
-  ``metric``, ``layer`` (1-based for per-layer metrics, else <NA>) and ``value``
-  (float; NaN where the record holds null). A record field is a coordinate when it is
-  named in ``coordinates`` (default: the papers' coordinates and ``seed``) or is not
-  numeric (a string); every other numeric field (bools as 0/1), list (per layer) or
-  dict (``name.key``) is a metric.
+  Columns: the run coordinates (in first-seen order), ``step``, ``epoch`` (when
+  records carry it), ``metric``, ``layer`` (1-based for per-layer metrics, else <NA>)
+  and ``value`` (float; NaN where the record holds null). A record field is a
+  coordinate when it is named in ``coordinates`` or is not numeric (a string); every
+  other numeric field (bools as 0/1), list (per layer) or dict (``name.key``) is a
+  metric.
   """
   import pandas as pd
 
-  from jaxdepth import papers
-  coords = set(coordinates if coordinates is not None else (*papers.COORDINATES, "seed"))
+  coords = set(coordinates)
   path = os.path.join(workdir, "metrics.jsonl")
   records = writers.read_jsonl(path) if os.path.exists(path) else []
   rows: list[dict] = []

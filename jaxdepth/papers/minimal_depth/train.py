@@ -206,8 +206,8 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   through ``metrics.RunStreams``), or None.
   """
   grid = run_grid(config)
-  records = metrics.RunStreams(stream, [run_coordinates(r) for r in grid], depth=depth,
-                               width=width)
+  records = metrics.RunStreams(stream, [{k: r[k] for k in ("seed", "label_noise")}
+                                       for r in grid], depth=depth, width=width)
   place = placement(config, len(grid))
   prog = build_program(config, ds, depth, width, place)
   keys = place.pad(make_keys(config.seed, grid))
@@ -272,11 +272,6 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
     evaluate(state, config.epochs)
   ck.close()
   return grid, result["out"], prog.network
-
-
-def run_coordinates(run: dict) -> dict:
-  """A run's coordinates within its program (depth and width name the program)."""
-  return {"seed": run["seed"], "label_noise": run["label_noise"]}
 
 
 def eval_metrics(config, out: dict) -> dict:
