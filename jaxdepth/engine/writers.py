@@ -359,7 +359,7 @@ def read_tensorboard(logdir: str) -> list[dict]:
       event = event_pb2.Event()
       try:
         event.ParseFromString(data[pos + 12:pos + 12 + n])
-      except Exception:  # noqa: BLE001 (protobuf's DecodeError): a damaged tail
+      except Exception:  # protobuf's DecodeError: a damaged tail
         break
       pos = end
       for v in event.summary.value:
