@@ -79,7 +79,7 @@ def jax_worker(a) -> dict:
       state, loss = prog.epoch(state, labels, keys, epoch, x)
       epoch += 1
     jax.block_until_ready((state, loss))
-    return time.perf_counter() - t0, float(np.mean(np.asarray(loss)))
+    return time.perf_counter() - t0, float(np.mean(np.asarray(loss["loss"])))
 
   first, _ = run(1)  # compile + one epoch
   reps = [run(a.epochs) for _ in range(a.repeats)]

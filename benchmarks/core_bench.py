@@ -164,7 +164,7 @@ class JaxWorker:
       self.epoch_idx += 1
     self._block((self.state, loss))
     dt = time.perf_counter() - t0
-    return {"seconds": dt, "loss": float(np.mean(np.asarray(loss)))}
+    return {"seconds": dt, "loss": float(np.mean(np.asarray(loss["loss"])))}
 
   def analyze(self):
     t0 = time.perf_counter()

@@ -242,7 +242,7 @@ class JaxVariant:
         self.epoch_idx += 1
       jax.block_until_ready((self.state, loss))
       dt = time.perf_counter() - t0
-    return {"seconds": dt, "loss": float(np.mean(np.asarray(loss)))}
+    return {"seconds": dt, "loss": float(np.mean(np.asarray(loss["loss"])))}
 
   def analyze(self):
     with self.ctx():

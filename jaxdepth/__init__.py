@@ -7,6 +7,7 @@ changes neither XLA_FLAGS nor jax's config):
   jaxdepth.use_cpu_cores()                  # CPU: one XLA device per core (call first)
   net = jaxdepth.build_network({"family": "mlp", "depth": 8, "width": 64}, (40,), 10)
   summary = jaxdepth.run("tiny", "runs/tiny", epochs=8)   # any experiment, by config name
+  df = jaxdepth.load_metrics("runs/tiny")   # metrics.jsonl, one row per (run, step, metric)
   m = jaxdepth.per_layer([h1, h2], y, 10)   # NCC, CDNV, rank of any embeddings
 
 Packages: ``engine`` (sweep loop, devices, processes, checkpoints, writers, reports),
@@ -37,6 +38,7 @@ _API = {
     "effective_rank": ("jaxdepth.measure.rank", "entropy_rank"),
     "load_config": ("jaxdepth.cli", "load_config"),
     "experiments": ("jaxdepth.engine.registry", "names"),
+    "load_metrics": ("jaxdepth.papers", "load_metrics"),
 }
 __all__ = ["run", "__version__", *_API]
 
@@ -62,8 +64,8 @@ def run(config, workdir: str, **overrides):
       node[leaf] = v
   module = registry.get(config.get("experiment", "collapse"))
   module.validate(config)
-  from jaxdepth.cli import resume_safe
-  writers.prepare_workdir(workdir, config, resume_safe(module))
+  from jaxdepth.cli import resume_safe, runtime_info
+  writers.prepare_workdir(workdir, config, resume_safe(module), runtime_info())
   return module.run(config, workdir)
 
 

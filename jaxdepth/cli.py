@@ -105,6 +105,14 @@ def start_jax(args) -> None:
                            heartbeat_timeout=args.heartbeat_timeout)
 
 
+def runtime_info() -> dict:
+  """The started jax's backend and devices, for config.json's ``_provenance``
+  (initializes jax: call it after :func:`start_jax`)."""
+  import jax
+  return {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
+          "device_count": jax.device_count(), "process_count": jax.process_count()}
+
+
 def _train(args, overrides) -> int:
   from jaxdepth import configs
   from jaxdepth.engine import distributed, writers
@@ -124,12 +132,13 @@ def _train(args, overrides) -> int:
   # it produced anything (missing dataset, batch_size vs dataset size), what this
   # command created is removed again; a workdir holding a run is never touched.
   # In a multi-process job process 0 alone prepares the workdir and writes results.
+  runtime = runtime_info()  # on every process: jax starts in step
   before = writers.snapshot_workdir(args.workdir) if primary else None
   try:
     ok, err = True, None
     if primary:
       try:
-        writers.prepare_workdir(args.workdir, config, resume_safe(module))
+        writers.prepare_workdir(args.workdir, config, resume_safe(module), runtime)
       except ConfigError as e:
         ok, err = False, e
     if not distributed.all_ok(ok):  # every process stops with process 0's reason

@@ -172,9 +172,13 @@ def test_two_processes_equal_one_process_with_two_devices(tmp_path):
   logs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], logs
   _assert_close_runs(_runs(ref), _runs(wd))
-  # Process 0 alone wrote the results: one summary, one metrics line per evaluation.
-  steps = [json.loads(line)["step"] for line in open(wd / "metrics.jsonl")]
-  assert steps == [16, 32]
+  # Process 0 alone wrote the results: one summary, one metrics line per run and
+  # evaluation (and epoch), one TensorBoard event file per run.
+  recs = [json.loads(line) for line in open(wd / "metrics.jsonl")]
+  keys = [(r["kind"], r["step"], r["seed"], r["label_noise"]) for r in recs]
+  assert len(keys) == len(set(keys)) == 4 * (2 + 4)
+  assert sorted({r["step"] for r in recs if r["kind"] == "eval"}) == [16, 32]
+  assert [len(os.listdir(wd / "tb" / d)) for d in os.listdir(wd / "tb")] == [1] * 4
   assert "wrote" in logs[0] and "wrote" not in logs[1]
 
   # A damaged latest checkpoint in the shared workdir: both processes agree on it,

@@ -32,7 +32,7 @@ def _strip(summary):
 @pytest.mark.parametrize("config,extra", CASES, ids=[c[0] for c in CASES])
 def test_rerun_leaves_metrics_and_summary_unchanged(tmp_path, config, extra):
   wd = str(tmp_path / "w")
-  args = ["train", "--config", config, "--workdir", wd, "--cpu_devices", "1", *extra]
+  args = ["train", "--config", config, "--workdir", wd, *extra]  # the session's devices
   assert cli.main(args) == 0
   metrics = open(os.path.join(wd, "metrics.jsonl")).read()
   summary = json.load(open(os.path.join(wd, "summary.json")))

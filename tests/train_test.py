@@ -93,9 +93,11 @@ def test_resume_equals_uninterrupted_and_sharding(tmp_path):
     assert r1["effective_depth"] == r2["effective_depth"]
     np.testing.assert_allclose(r1["cdnv_train"], r2["cdnv_train"], rtol=1e-5)
     np.testing.assert_allclose(r1["ncc_test_acc"], r2["ncc_test_acc"], atol=1e-6)
-  # metrics.jsonl: no duplicated evaluation after the resume
-  steps = [r["step"] for r in writers.read_jsonl(os.path.join(part, "metrics.jsonl"))]
-  assert steps == sorted(set(steps)) == [16, 32]
+  # metrics.jsonl: no duplicated record after the resume (one per kind, run and step)
+  recs = writers.read_jsonl(os.path.join(part, "metrics.jsonl"))
+  keys = [(r["kind"], r["seed"], r["label_noise"], r["step"]) for r in recs]
+  assert len(keys) == len(set(keys)) == 4 * (2 + 4)
+  assert sorted({r["step"] for r in recs if r["kind"] == "eval"}) == [16, 32]
   # labels and corruption masks are stored with the run
   assert meta["num_corrupted"] == [0, 0, 64, 64]
   np.testing.assert_array_equal(np.asarray(a["corrupted"]).sum(1), [0, 0, 64, 64])

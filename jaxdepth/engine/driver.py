@@ -8,7 +8,7 @@ what a checkpoint holds); :func:`run` does the rest the same way for every exper
       state, segment, total=epochs, workdir=workdir, steps_per_segment=spe,
       checkpoint=driver.Checkpointing("checkpoints/d8_w64", every=10, keep=2,
                                       to_host=..., from_host=..., meta=...),
-      evaluate=evaluate, eval_every=5, stream=log.stream(depth=8, width=64), bar=bar)
+      evaluate=evaluate, evaluate_every=5, stream=log.stream(depth=8, width=64), bar=bar)
 
 Checkpoints hold host arrays (the real runs only) plus JSON metadata with the segment
 count and the workdir layout version; a resumed run continues at the saved segment and
@@ -49,19 +49,22 @@ def _start(meta: dict) -> int:
 
 def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
         workdir: str, checkpoint: Checkpointing | None = None,
-        evaluate: Callable[[Any, int], dict | None] | None = None, eval_every: int = 1,
+        evaluate: Callable[[Any, int], dict | None] | None = None, evaluate_every: int = 1,
         stream=None, steps_per_segment: int = 1, bar=None,
         on_output: Callable[[Any], None] | None = None,
         stop: Callable[[Any], bool] | None = None,
-        fetch: Callable[[Any], Any] | None = None) -> tuple[Any, dict | None]:
+        fetch: Callable[[Any], Any] | None = None,
+        on_resume: Callable[[int], None] | None = None) -> tuple[Any, dict | None]:
   """Resume, run segments ``start .. total-1`` (loop.run), evaluate and checkpoint.
 
   Args:
-    evaluate: ``(state, segments_done) -> record`` (host), called every ``eval_every``
+    evaluate: ``(state, segments_done) -> record`` (host), called every ``evaluate_every``
       segments, after the last one, and once for a run restored already finished;
       the record goes to ``stream`` (a metrics.MetricsLog stream: keyed, resumable)
       when it has a ``step``.
     on_output, stop, fetch: as in :func:`loop.run` (outputs one segment late).
+    on_resume: called with the number of segments already done (0 for a new run)
+      before the first segment.
   Returns:
     (final state, the last evaluation's record or None).
   """
@@ -73,6 +76,8 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
       _, tree, meta = restored
       start = _start(meta)
       state = checkpoint.from_host(tree)
+  if on_resume is not None:
+    on_resume(start)
   if bar is not None:
     bar.update(start * steps_per_segment)
   last: dict = {}
@@ -89,7 +94,7 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
 
   hooks = []
   if evaluate is not None:
-    hooks.append(loop.Hook(eval_every, do_evaluate))
+    hooks.append(loop.Hook(evaluate_every, do_evaluate))
   if ck is not None:
     hooks.append(loop.Hook(checkpoint.every, save))
   try:

@@ -1,6 +1,8 @@
-"""Run-directory I/O: config.json, metrics.jsonl, summary.json, CSV, progress bars.
+"""Run-directory I/O: config.json, metrics.jsonl, TensorBoard event files, summary.json,
+CSV, progress bars.
 
-Nothing here imports TensorFlow. All writes of whole files are atomic (temporary
+Nothing here imports TensorFlow (event files are written with tensorboardX) or
+initializes jax. All writes of whole files are atomic (temporary
 file + rename) so an interrupted run never leaves a truncated summary. A write that
 fails (disk full, permission) removes its temporary file, keeps the previous file,
 and raises :class:`WriteError`: an OSError naming the file and errno, which the CLI
@@ -15,8 +17,12 @@ import errno as errno_lib
 import json
 import math
 import os
+import platform
 import shutil
+import struct
+import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -112,13 +118,66 @@ def check_schema(found, where: str) -> None:
                       "upgrade jaxdepth or use a new --workdir")
 
 
-def prepare_workdir(workdir: str, config, resume_safe=()) -> bool:
+PROVENANCE_KEY = "_provenance"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
+
+
+def provenance(runtime: Mapping[str, Any] | None = None) -> dict:
+  """What produced a run: jaxdepth version and git commit (None outside a git
+  checkout), package versions, CPU model, XLA_FLAGS, Python; ``runtime`` adds what the
+  caller knows of jax's devices (backend, device_kind). Never initializes jax."""
+  from importlib import metadata
+
+  import jaxdepth
+
+  def version(name):
+    try:
+      return metadata.version(name)
+    except metadata.PackageNotFoundError:
+      return None
+
+  return {"jaxdepth": jaxdepth.__version__, "git_commit": _git_commit(),
+          "packages": {p: version(p) for p in PACKAGES},
+          "backend": None, "device_kind": None, **dict(runtime or {}),
+          "cpu": _cpu_model(), "xla_flags": os.environ.get("XLA_FLAGS"),
+          "python": platform.python_version()}
+
+
+def _git_commit() -> str | None:
+  """HEAD of the git checkout jaxdepth is imported from (None when it is not one)."""
+  pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=pkg,
+                         capture_output=True, text=True, timeout=10, check=True)
+    top, commit = out.stdout.split()
+  except (OSError, ValueError, subprocess.SubprocessError):
+    return None
+  # An installed copy inside some other repository is not a checkout of jaxdepth.
+  if os.path.realpath(os.path.join(top, "jaxdepth")) != os.path.realpath(pkg):
+    return None
+  return commit
+
+
+def _cpu_model() -> str | None:
+  with contextlib.suppress(OSError):
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  return platform.processor() or None
+
+
+def prepare_workdir(workdir: str, config, resume_safe=(),
+                    runtime: Mapping[str, Any] | None = None) -> bool:
   """Create ``workdir`` and write ``config.json``; returns True when resuming.
 
   A workdir that already holds a run of a different config is refused with a
   ConfigError naming the first differing field, and one of a newer layout (``_schema``)
   with one line saying what to do; nothing there is touched. ``resume_safe`` names the
   fields that may differ on a resume (the experiment says which: progress, cadences).
+  Keys starting with ``_`` (``_schema``, ``_provenance``: what wrote the run, see
+  :func:`provenance`; ``runtime`` is passed to it) are bookkeeping, not config fields:
+  a resume under other versions or devices is allowed and keeps the first record.
   """
   new = config_to_dict(config)
   path = os.path.join(workdir, "config.json")
@@ -126,7 +185,7 @@ def prepare_workdir(workdir: str, config, resume_safe=()) -> bool:
     old = read_json(path)
     check_schema(old.pop(SCHEMA_KEY, None), workdir)
     for key in sorted(set(old) | set(new)):
-      if key in resume_safe:
+      if key in resume_safe or key.startswith("_"):
         continue
       if old.get(key) != new.get(key):
         raise ConfigError(
@@ -137,7 +196,7 @@ def prepare_workdir(workdir: str, config, resume_safe=()) -> bool:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise WriteError(e.errno, e.strerror, workdir) from None
-  write_json(path, {**new, SCHEMA_KEY: SCHEMA})
+  write_json(path, {**new, SCHEMA_KEY: SCHEMA, PROVENANCE_KEY: provenance(runtime)})
   return False
 
 
@@ -225,6 +284,88 @@ def read_jsonl(path: str) -> list[dict]:
       if i == len(lines) - 1 and not line.endswith("\n"):
         break
       raise
+  return out
+
+
+class TensorBoardWriter:
+  """Scalars of one TensorBoard run (a directory of event files), written with
+  tensorboardX's synchronous event writer and flushed on every :meth:`write`, so a
+  sweep can be watched while it runs.
+
+  Resumable: the steps already in the directory's event files are read when the
+  writer opens, and a scalar whose step is not after the last one logged for its tag
+  is skipped, so a resumed or re-run program adds no duplicate point. Each process
+  that writes opens a new event file, created on the first scalar it writes.
+  """
+
+  def __init__(self, logdir: str):
+    self.logdir = logdir
+    self._file = None
+    self.last: dict[str, int] = {}
+    for e in read_tensorboard(logdir):
+      self.last[e["tag"]] = max(self.last.get(e["tag"], -1), e["step"])
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    """One event at ``step`` with the scalars (tag -> value) not logged before."""
+    from tensorboardX.proto import event_pb2, summary_pb2
+    values = [summary_pb2.Summary.Value(tag=t, simple_value=float(v))
+              for t, v in scalars.items() if step > self.last.get(t, -1)]
+    if not values:
+      return
+    try:
+      if self._file is None:
+        from tensorboardX.event_file_writer import EventsWriter
+        os.makedirs(self.logdir, exist_ok=True)
+        # A unique name: tensorboardX names files by the second and opens them "wb".
+        self._file = EventsWriter(os.path.join(self.logdir, "events"),
+                                  f".{os.getpid()}.{time.time_ns()}")
+      self._file.write_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             summary=summary_pb2.Summary(value=values)))
+      self._file.flush()
+    except OSError as e:
+      if isinstance(e, WriteError) or not e.errno:
+        raise
+      raise WriteError(e.errno, e.strerror or os.strerror(e.errno), self.logdir,
+                       hint="the events before this one are kept") from None
+    for v in values:
+      self.last[v.tag] = int(step)
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+
+
+def read_tensorboard(logdir: str) -> list[dict]:
+  """The scalars in the event files directly under ``logdir``, in file and write
+  order: ``{"tag", "step", "value", "wall_time"}``. Reads the TFRecord framing with
+  tensorboardX's protos (no TensorFlow, no tensorboard); a record cut short at the end
+  of a file (a write interrupted by a kill) ends that file."""
+  if not os.path.isdir(logdir):
+    return []
+  from tensorboardX.proto import event_pb2
+  out = []
+  for name in sorted(os.listdir(logdir)):
+    if ".tfevents." not in name:
+      continue
+    with open(os.path.join(logdir, name), "rb") as f:
+      data = f.read()
+    pos = 0
+    while pos + 12 <= len(data):
+      (n,) = struct.unpack("<Q", data[pos:pos + 8])
+      end = pos + 12 + n + 4
+      if end > len(data):
+        break
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(data[pos + 12:pos + 12 + n])
+      except Exception:  # protobuf's DecodeError: a damaged tail
+        break
+      pos = end
+      for v in event.summary.value:
+        if v.HasField("simple_value"):
+          out.append({"tag": v.tag, "step": int(event.step), "value": v.simple_value,
+                      "wall_time": event.wall_time})
   return out
 
 

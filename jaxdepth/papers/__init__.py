@@ -14,3 +14,15 @@ SKIP_FIELDS = ("seed", "lr", "stop_step", "wall_s_per_depth", "wall_s", "run",
 # Fields that may change when a run is resumed in its workdir (display and cadences).
 RESUME_SAFE_FIELDS = ("progress", "eval_every", "checkpoint_every", "plots",
                       "keep_checkpoints")
+
+
+def load_metrics(workdir: str, coordinates=None):
+  """``workdir/metrics.jsonl`` as a tidy pandas DataFrame: one row per (run, step,
+  metric, layer), columns the run coordinates (for the collapse trainer ``kind``,
+  ``depth``, ``width``, ``seed``, ``label_noise``), ``step``, ``epoch``, ``metric``,
+  ``layer`` (per-layer metrics, 1-based; else <NA>) and ``value``. Coordinates are the
+  fields named in ``coordinates`` (default: COORDINATES and ``seed``) and every
+  non-numeric field; see ``engine.metrics.load``."""
+  from jaxdepth.engine import metrics
+  return metrics.load(workdir, (*COORDINATES, "seed") if coordinates is None
+                      else tuple(coordinates))

@@ -61,7 +61,10 @@ def make_epoch(network: nets.Network, tx, batch_size: int, steps_per_epoch: int,
   """One epoch of SGD for one run, as a lax.scan over fixed-size batches.
 
   The shuffled epoch's remainder (N mod B examples) is dropped, so every batch has
-  the same shape and nothing recompiles; a fresh permutation each epoch.
+  the same shape and nothing recompiles; a fresh permutation each epoch. Returns the
+  new state and ``{"loss", "acc"}``: the mean over the epoch's batches of the batch
+  loss and of the accuracy (argmax of the training-mode logits against the labels
+  trained on, augmented inputs), each measured before that batch's update.
   """
 
   def epoch_fn(state: TrainState, labels_N, keys: RunKeys, epoch, x_N):
@@ -80,15 +83,17 @@ def make_epoch(network: nets.Network, tx, batch_size: int, steps_per_epoch: int,
         logits, _, new_stats = network.apply(
             {"params": params, "batch_stats": state.batch_stats}, x_B, train=True)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_B).mean()
-        return loss, new_stats
+        return loss, (new_stats, jnp.mean(jnp.argmax(logits, -1) == y_B))
 
-      (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-      return TrainState(params, new_stats, opt_state, state.step + 1), loss
+      return TrainState(params, new_stats, opt_state, state.step + 1), (loss, acc)
 
-    state, losses = jax.lax.scan(step, state, (jnp.arange(steps_per_epoch), idx_SxB))
-    return state, losses.mean()
+    state, (losses, accs) = jax.lax.scan(step, state,
+                                         (jnp.arange(steps_per_epoch), idx_SxB))
+    return state, {"loss": losses.mean(), "acc": accs.mean()}
 
   return epoch_fn
 

@@ -21,6 +21,11 @@ the clean task needs) and no bound.
 
 Functions of plain arrays: no checkpoints (``trained_ps`` reads a config mapping).
 Effective depths come from the one definition, ``measure.collapse.effective_depth``.
+
+Why this module is long: it is one idea, the bound's arithmetic from plain arrays (the
+rows, the curve over p with its invalid ranges, and the diagnostics of the assumptions
+behind Prop. 1), kept together so that every number of ``jaxdepth bound`` is computed in
+one place and tested against hand counts.
 """
 
 from __future__ import annotations

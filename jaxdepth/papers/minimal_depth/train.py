@@ -141,7 +141,7 @@ class Program(NamedTuple):
   """Everything compiled for one (depth, width): R runs as one program."""
   network: nets.Network
   init: Any  # (keys) -> (state_R, labels_RxN, corrupted_RxN)
-  epoch: Any  # (state_R, labels_RxN, keys_R, epoch, x_N) -> (state_R, loss_R)
+  epoch: Any  # (state_R, labels_RxN, keys_R, epoch, x_N) -> (state_R, {loss, acc}_R)
   analyze: Any  # (state_R, labels, corrupted) -> metrics dict with leading R
   steps_per_epoch: int
 
@@ -204,9 +204,13 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
                 stream=None, tag: str = "", bar=None):
   """Train (or resume) all runs of one (depth, width); returns final metrics (host).
 
-  ``stream``: where evaluation records go (``metrics.MetricsLog.stream``), or None.
+  ``stream``: the ``metrics.MetricsLog`` that per-run records go to (one per run and
+  epoch with the epoch's mean batch loss and accuracy, one per run and evaluation,
+  through ``metrics.RunStreams``), or None.
   """
   grid = run_grid(config)
+  records = metrics.RunStreams(stream, [{k: r[k] for k in ("seed", "label_noise")}
+                                       for r in grid], depth=depth, width=width)
   place = placement(config, len(grid))
   prog = build_program(config, ds, depth, width, place)
   keys = place.pad(make_keys(config.seed, grid))
@@ -234,10 +238,21 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
     out = prog.analyze(state, full["labels"], full["corrupted"])
     out["diverged"] = place.gather(~sgd.tree_finite(state.params))
     monitor.update(out["diverged"], f"epoch {epoch}")
-    return {"step": epoch * spe, "epoch": epoch, "depth": depth, "width": width, **out}
+    records.write("eval", epoch * spe, eval_metrics(config, out), epoch=epoch)
+    return {"out": out}  # the per-run records above are the metric stream
 
   def segment(state, epoch):
     return prog.epoch(state, full["labels"], keys, epoch, x_train)
+
+  show_loss = loop.loss_postfix(bar)
+  epochs_seen = [0]
+
+  def on_output(out):  # one epoch's {loss, acc} per run, one epoch late, in order
+    epochs_seen[0] += 1
+    e = epochs_seen[0]
+    show_loss(out["loss"])
+    records.write("train", e * spe, {"batch_loss": out["loss"], "batch_acc": out["acc"]},
+                  epoch=e)
 
   checkpointing = driver.Checkpointing(
       os.path.join("checkpoints", tag), every=config.checkpoint_every,
@@ -246,11 +261,23 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
       meta=lambda epoch: {**meta_base, "epoch": epoch, "step": epoch * spe})
   _, record = driver.run(state, segment, total=config.epochs, workdir=workdir,
                          checkpoint=checkpointing, evaluate=evaluate,
-                         eval_every=config.eval_every, stream=stream, bar=bar,
-                         steps_per_segment=spe, on_output=loop.loss_postfix(bar),
-                         fetch=place.gather)
-  out = {k: v for k, v in record.items() if k not in ("step", "epoch", "depth", "width")}
-  return grid, out, prog.network
+                         evaluate_every=config.eval_every, bar=bar, steps_per_segment=spe,
+                         on_output=on_output, fetch=place.gather,
+                         on_resume=lambda start: epochs_seen.__setitem__(0, start))
+  return grid, record["out"], prog.network
+
+
+def eval_metrics(config, out: dict) -> dict:
+  """An evaluation's per-run arrays as record fields: scalars, per-layer lists, and the
+  effective depths per eps as ``effective_depth@<eps>`` (as in layers.csv)."""
+  vals = {}
+  for k, v in out.items():
+    if k in ("effective_depth", "effective_depth_suffix"):
+      for j, e in enumerate(config.eps):
+        vals[f"{k}@{e}"] = np.asarray(v)[:, j]
+    else:
+      vals[k] = v
+  return vals
 
 
 def summarize(config, results) -> dict:
@@ -308,20 +335,24 @@ def run(config, workdir: str) -> dict:
             f"({ds.x_train.shape[0]} examples)")
   primary = distributed.is_primary()  # in a multi-process job, process 0 writes
   os.makedirs(workdir, exist_ok=True)
-  log = metrics.MetricsLog(workdir, ("depth", "width"),  # a resumed run logs no step twice
-                           enabled=primary)
+  # One record per (kind, run, step), and a TensorBoard run per (depth, width, seed,
+  # label_noise) under workdir/tb; a resumed run logs no step twice in either.
+  coords = ("depth", "width", "seed", "label_noise")
+  log = metrics.MetricsLog(workdir, ("kind", *coords), enabled=primary, tensorboard=coords)
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size
   bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
                          enabled=config.progress and primary)
   results = []
   t0 = time.time()
-  for depth, width in shapes_:
-    bar.set_description(f"train d={depth} w={width}")
-    tag = f"d{depth}_w{width}"
-    grid, out, network = train_shape(config, ds, depth, width, workdir,
-                                     log.stream(depth=depth, width=width), tag, bar)
-    results.append((depth, width, grid, out, network))
+  try:
+    for depth, width in shapes_:
+      bar.set_description(f"train d={depth} w={width}")
+      tag = f"d{depth}_w{width}"
+      grid, out, network = train_shape(config, ds, depth, width, workdir, log, tag, bar)
+      results.append((depth, width, grid, out, network))
+  finally:
+    log.close()
   bar.close()
   summary = summarize(config, results)
   summary["wall_time_s"] = time.time() - t0
