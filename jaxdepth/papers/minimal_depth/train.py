@@ -7,6 +7,10 @@ analysis are vmapped over R, and R is sharded over devices when there are severa
 Depth/width sweeps loop over compiled programs.
 
   jaxdepth train --config configs/quickstart.py --workdir runs/quickstart
+
+Why this module is long: it is the collapse experiment whole (config, run grid with its
+value-hyperparameter axes, program, driver, summary, CSV rows and report), which the
+over-parameterization experiment and the benchmarks reuse piece by piece.
 """
 
 from __future__ import annotations
