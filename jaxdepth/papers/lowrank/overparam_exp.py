@@ -35,6 +35,7 @@ from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
+from jaxdepth.papers import sgd
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.minimal_depth import train
 
@@ -77,10 +78,14 @@ def train_config(config, model: str, expansion: int) -> ml_collections.ConfigDic
   return c
 
 
+def _axes(config) -> dict:
+  return {f: sgd.values(config.train, f) for f in sgd.HPARAMS if f in config.train}
+
+
 def points(config) -> list[str]:
   """Names of the grid's hyperparameter points (train.lr, ... with several values, by
   their configured, unscaled values), in run order; [""] when every field has one."""
-  axes = train.hparam_axes(config.train)
+  axes = _axes(config)
   names = [f for f in axes if len(axes[f]) > 1]
   if not names:
     return [""]
@@ -187,7 +192,10 @@ def _summarize(config, results) -> dict:
   pts = points(config)
   if pts != [""]:
     out["points"] = pts
-  for (model, e), (m_all, rhos_all, grid) in results.items():
+  for (model, e), (m_all, rhos_all, *grid) in results.items():
+    # (out, rhos, grid) from run(); without the grid, the one point's trained lr.
+    grid = grid[0] if grid else [{"lr": config.train.lr / (
+        e if config.lr_scaling == "inverse_expansion" else 1)}] * len(m_all["diverged"])
     for j, name in enumerate(pts):
       # The runs of hyperparameter point j (noise x point x seed, seed minor).
       sel = [i for i in range(len(grid)) if (i // config.num_seeds) % len(pts) == j]
@@ -224,7 +232,7 @@ def _point(config, e: int, m: dict, rhos, run: dict) -> dict:
   rec["weight_rho"] = common.nanmean(rhos, 0).tolist()  # per layer (incl. classifier)
   rec["weight_rho_mean"] = common.stats(rhos.mean(1))
   rec["lr"] = run["lr"]  # the trained lr (scaled by 1/e under inverse_expansion)
-  axes = train.hparam_axes(config.train)
+  axes = _axes(config)
   rec.update({f: run[f] for f in axes if f != "lr" and len(axes[f]) > 1})
   rec["diverged_runs"] = int(np.sum(np.asarray(m["diverged"])))
   return rec
@@ -234,7 +242,7 @@ def _figures(workdir: str, config, results) -> list[str]:
   """Figures of the first hyperparameter point (all runs when there is one)."""
   n = config.num_seeds
   results = {k: ({f: np.asarray(v)[:n] for f, v in m.items()}, np.asarray(r)[:n])
-             for k, (m, r, _) in results.items()}
+             for k, (m, r, *_) in results.items()}
   fig, axes = plotting.subplots(4)
   exps = list(config.expansions)
   for i, model in enumerate(config.models):
