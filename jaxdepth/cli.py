@@ -34,6 +34,7 @@ def load_config(spec: str, overrides: list[str]):
 
   config = configs.load(spec)
   overrides = join_override_values(overrides)
+  _widen_to_tuples(config, overrides)
   argv = ["jaxdepth", *overrides]
   try:
     fv = flags.FlagValues()
@@ -50,6 +51,28 @@ def load_config(spec: str, overrides: list[str]):
       msg = f"unknown field {field!r} (not in {spec})"
     raise ConfigError(field, msg) from None
   return fv.config
+
+
+def _widen_to_tuples(config, overrides: list[str]) -> None:
+  """A number field given a tuple (``--config.lr='(0.01,0.1)'``: a run axis) becomes a
+  tuple field, so the override parses; whether the experiment accepts a tuple there is
+  its validate's decision."""
+  for o in overrides:
+    if not o.startswith("--config.") or "=" not in o:
+      continue
+    path, value = o[len("--config."):].split("=", 1)
+    if not value.strip().startswith(("(", "[")):
+      continue
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part) if hasattr(node, "get") else None
+    if node is None or not hasattr(node, "ignore_type") or leaf not in node:
+      continue
+    cur = node[leaf]
+    if isinstance(cur, (int, float)) and not isinstance(cur, bool):
+      with node.ignore_type():
+        node[leaf] = (cur,)
 
 
 def join_override_values(argv: list[str]) -> list[str]:

@@ -81,6 +81,32 @@ def numbers(config, field: str, low: float | None = None, high: float | None = N
   return tuple(float(x) for x in v)
 
 
+def axis(config, field: str, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False) -> tuple[float, ...]:
+  """A value that may be a run axis: a number (one value) or a non-empty tuple of
+  distinct numbers, each inside the interval."""
+  v = _get(config, field)
+  where = _interval(low, high, low_open, high_open)
+  want = f"must be a number or a non-empty tuple of distinct numbers in {where}"
+  if isinstance(v, (tuple, list)):
+    if not v:
+      raise ConfigError(field, f"{want}, got ()")
+    for x in v:
+      if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ConfigError(field, f"{want}, got {tuple(v)!r}")
+    bad = [x for x in v if (low is not None and (x < low or (low_open and x == low))) or
+           (high is not None and (x > high or (high_open and x == high)))]
+    if bad:
+      raise ConfigError(field, f"{want}, got {bad[0]} in {tuple(v)!r}")
+    if len(set(v)) != len(v):
+      raise ConfigError(field, f"{want}, got duplicates in {tuple(v)!r}")
+    return tuple(float(x) for x in v)
+  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    raise ConfigError(field, f"{want}, got {v!r}")
+  _check_number(field, v, low, high, low_open, high_open)
+  return (float(v),)
+
+
 def integers(config, field: str, minimum: int | None = None,
              nonempty: bool = True) -> tuple[int, ...]:
   """A tuple of ints, each >= minimum."""

@@ -24,5 +24,8 @@ def load_metrics(workdir: str, coordinates=None):
   fields named in ``coordinates`` (default: COORDINATES and ``seed``) and every
   non-numeric field; see ``engine.metrics.load``."""
   from jaxdepth.engine import metrics
-  return metrics.load(workdir, (*COORDINATES, "seed") if coordinates is None
-                      else tuple(coordinates))
+  return metrics.load(workdir, (*COORDINATES, "seed", *HPARAM_COORDINATES)
+                      if coordinates is None else tuple(coordinates))
+# The supervised experiments' value hyperparameters, run axes when given several values
+# (papers/sgd.HPARAMS): coordinates of a metric record, not metrics.
+HPARAM_COORDINATES = ("lr", "weight_decay", "momentum", "warmup_epochs", "decay")

@@ -32,28 +32,110 @@ class RunKeys(NamedTuple):
   augment: jax.Array
 
 
+# The value hyperparameters a config may list as run axes (``--config.lr='(0.01,0.1)'``):
+# a number is one value, a tuple one value per point of the run grid.
+HPARAMS = ("lr", "weight_decay", "momentum", "warmup_epochs", "decay")
+
+
+def values(config, field: str) -> tuple[float, ...]:
+  """A value hyperparameter as a tuple (a number is a 1-tuple)."""
+  v = config[field]
+  return tuple(float(x) for x in v) if isinstance(v, (tuple, list)) else (float(v),)
+
+
+def _one(config, field: str) -> float:
+  v = values(config, field)
+  if len(v) != 1:
+    raise ValueError(f"config.{field} has {len(v)} values; this optimizer takes one "
+                     "(make_optimizer(..., per_run=True) takes a run axis)")
+  return v[0]
+
+
 def make_schedule(config, steps_per_epoch: int):
   """Linear warm-up from 0, then constant, step decay (milestones as fractions of
   training, each multiplying by ``decay``) or cosine decay to 0."""
+  lr, decay = _one(config, "lr"), _one(config, "decay")
   total = config.epochs * steps_per_epoch
-  warm = int(round(config.warmup_epochs * steps_per_epoch))
+  warm = int(round(_one(config, "warmup_epochs") * steps_per_epoch))
   if config.schedule == "constant":
-    main = optax.constant_schedule(config.lr)
+    main = optax.constant_schedule(lr)
   elif config.schedule == "cosine":
-    main = optax.cosine_decay_schedule(config.lr, max(total - warm, 1))
+    main = optax.cosine_decay_schedule(lr, max(total - warm, 1))
   else:
-    bounds = {int(round(f * total)) - warm: config.decay for f in config.milestones}
-    main = optax.piecewise_constant_schedule(config.lr, bounds)
+    bounds = {int(round(f * total)) - warm: decay for f in config.milestones}
+    main = optax.piecewise_constant_schedule(lr, bounds)
   if warm == 0:
     return main
-  return optax.join_schedules([optax.linear_schedule(0.0, config.lr, warm), main], [warm])
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
 
 
-def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum and coupled weight decay (added to the gradient, as PyTorch)."""
-  return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                     optax.sgd(make_schedule(config, steps_per_epoch),
-                               momentum=config.momentum or None))
+def per_run_schedule(config, steps_per_epoch: int):
+  """:func:`make_schedule` as ``(count, lr, warmup_steps, decay) -> value`` with the
+  hyperparameters traced (per run under vmap): the same formulas, so one compiled
+  program serves every value."""
+  total = config.epochs * steps_per_epoch
+  kind = config.schedule
+  thresholds = sorted({int(round(f * total)) for f in config.milestones})
+
+  def schedule(count, lr, warm, decay):
+    if kind == "constant":
+      main = lr
+    elif kind == "cosine":
+      n = jnp.maximum(total - warm, 1.0)
+      c = jnp.minimum(count - warm, n)
+      main = lr * (0.5 * (1 + jnp.cos(jnp.pi * c / n)))
+    else:  # step decay: x decay at every milestone reached (warm-up included)
+      main = lr
+      for t in thresholds:
+        indicator = jnp.maximum(0.0, jnp.sign(t - count))
+        main = main * indicator + (1 - indicator) * decay * main
+    frac = 1 - jnp.clip(count, 0, warm) / jnp.maximum(warm, 1.0)
+    ramp = (0.0 - lr) * frac + lr  # linear warm-up from 0 (optax.linear_schedule)
+    return jnp.where(count < warm, ramp, main)
+
+  return schedule
+
+
+def make_optimizer(config, steps_per_epoch: int,
+                   per_run: bool = False) -> optax.GradientTransformation:
+  """SGD with momentum and coupled weight decay (added to the gradient, as PyTorch).
+
+  ``per_run``: the hyperparameters (lr, weight decay, momentum, warm-up steps, decay)
+  live in the optimizer state (``optax.inject_hyperparams``), so a vmapped run axis
+  carries one value per run; set them after ``init`` with :func:`set_hparams`.
+  Otherwise every field must hold one value and is a constant of the program.
+  """
+  if not per_run:
+    momentum = _one(config, "momentum")
+    return optax.chain(optax.add_decayed_weights(_one(config, "weight_decay")),
+                       optax.sgd(make_schedule(config, steps_per_epoch),
+                                 momentum=momentum or None))
+  schedule = per_run_schedule(config, steps_per_epoch)
+
+  def factory(lr, weight_decay, momentum, warmup_steps, decay):
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum),
+        optax.scale_by_schedule(lambda c: -schedule(c, lr, warmup_steps, decay)))
+
+  return optax.inject_hyperparams(factory)(lr=0.0, weight_decay=0.0, momentum=0.0,
+                                           warmup_steps=0.0, decay=1.0)
+
+
+def hparams_of(runs, steps_per_epoch: int) -> dict:
+  """Per-run hyperparameter arrays (float32, leading run axis) from run records that
+  hold the :data:`HPARAMS` fields, in :func:`make_optimizer`'s per-run names."""
+  col = lambda f: jnp.asarray([float(r[f]) for r in runs], jnp.float32)
+  warm = [float(int(round(r["warmup_epochs"] * steps_per_epoch))) for r in runs]
+  return {"lr": col("lr"), "weight_decay": col("weight_decay"),
+          "momentum": col("momentum"), "warmup_steps": jnp.asarray(warm, jnp.float32),
+          "decay": col("decay")}
+
+
+def set_hparams(state: TrainState, hparams: dict) -> TrainState:
+  """One run's state with its hyperparameters (a per-run optimizer's state)."""
+  opt = state.opt_state
+  return state._replace(opt_state=opt._replace(hyperparams={
+      k: jnp.asarray(hparams[k], opt.hyperparams[k].dtype) for k in opt.hyperparams}))
 
 
 def make_epoch(network: nets.Network, tx, batch_size: int, steps_per_epoch: int,

@@ -21,6 +21,7 @@ rank of the embeddings (train/test), and rho of every collapsed layer's weights
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import jax
@@ -34,6 +35,7 @@ from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
+from jaxdepth.papers import sgd
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.minimal_depth import train
 
@@ -55,6 +57,13 @@ TRAIN_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay",
 def train_config(config, model: str, expansion: int) -> ml_collections.ConfigDict:
   """The core trainer's config for one (model, expansion)."""
   t = config.train
+  opt = {k: t[k] for k in TRAIN_FIELDS}
+  if config.lr_scaling == "inverse_expansion":
+    # A depth-e product moves about e times faster per step (Arora et al. 2018
+    # preconditioner); lr / e keeps the end-to-end step size comparable.
+    lr = t.lr
+    opt["lr"] = (tuple(v / expansion for v in lr) if isinstance(lr, (tuple, list))
+                 else lr / expansion)
   c = ml_collections.ConfigDict(dict(
       experiment="collapse", dataset=config.dataset, data=config.data.to_dict(),
       family=FAMILY if expansion > 1 else MODELS[model], depth=config.depth,
@@ -65,12 +74,23 @@ def train_config(config, model: str, expansion: int) -> ml_collections.ConfigDic
       noise_mode="flip", eps=(0.01,), checkpoint_every=t.epochs, keep_checkpoints=1,
       augment=(), sweep_depths=(), sweep_widths=(), shard_runs=True,
       progress=config.progress, plots=False,
-      **{k: t[k] for k in TRAIN_FIELDS}))
-  if config.lr_scaling == "inverse_expansion":
-    # A depth-e product moves about e times faster per step (Arora et al. 2018
-    # preconditioner); lr / e keeps the end-to-end step size comparable.
-    c.lr = t.lr / expansion
+      **opt))
   return c
+
+
+def _axes(config) -> dict:
+  return {f: sgd.values(config.train, f) for f in sgd.HPARAMS if f in config.train}
+
+
+def points(config) -> list[str]:
+  """Names of the grid's hyperparameter points (train.lr, ... with several values, by
+  their configured, unscaled values), in run order; [""] when every field has one."""
+  axes = _axes(config)
+  names = [f for f in axes if len(axes[f]) > 1]
+  if not names:
+    return [""]
+  return [",".join(f"{train.SHORT.get(f, f)}={v:g}" for f, v in zip(axes, pt)
+                   if f in names) for pt in itertools.product(*axes.values())]
 
 
 def validate(config) -> None:
@@ -146,8 +166,10 @@ def run(config, workdir: str) -> dict:
       tag = f"{model}_e{e}"
       spe = ds.x_train.shape[0] // tcfg.batch_size
       bar = writers.progress(tcfg.epochs * spe, tag, enabled=config.progress)
+      stream = log.stream(model=model, expansion=e,
+                          **train.run_axes(tcfg, train.run_grid(tcfg)))
       grid, out, _ = train.train_shape(tcfg, ds, config.depth, config.width, workdir,
-                                       log.stream(model=model, expansion=e), tag, bar)
+                                       stream, tag, bar)
       bar.close()
       base = nets.build({**train.model_cfg(tcfg, config.depth, config.width),
                          "family": MODELS[model]}, ds.x_train.shape[1:], ds.num_classes)
@@ -155,7 +177,7 @@ def run(config, workdir: str) -> dict:
       site_list = sites(model, base_params, e, config.expansion_width,
                         ds.x_train.shape[1:])
       rhos = layer_weight_rhos(_final_params(workdir, tag), site_list, e > 1)
-      results[(model, e)] = (out, rhos)
+      results[(model, e)] = (out, rhos, grid)
   summary = _summarize(config, results)
   summary["figures"] = _figures(workdir, config, results)
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
@@ -167,36 +189,60 @@ def _summarize(config, results) -> dict:
          "depth": config.depth, "width": config.width,
          "expansions": list(config.expansions), "num_seeds": config.num_seeds,
          "results": {}, "checks": {}}
-  for (model, e), (m, rhos) in results.items():
-    # Diverged runs are counted (diverged_runs), never averaged in.
-    div = np.asarray(m["diverged"], bool)
-    ok = lambda a, div=div: np.where(div.reshape(-1, *[1] * (np.ndim(a) - 1)), np.nan,
-                                     np.asarray(a, np.float64))
-    rec = {k: common.stats(ok(m[k])) for k in ("train_acc", "test_acc", "train_loss",
-                                                 "test_loss")}
-    for k in ("rank_train", "rank_test"):
-      r = ok(m[k])
-      rec[k] = common.nanmean(r, 0).tolist()       # per layer, mean over seeds
-      rec[k + "_mean"] = common.stats(r.mean(1))
-    rhos = ok(rhos)
-    rec["weight_rho"] = common.nanmean(rhos, 0).tolist()  # per layer (incl. classifier)
-    rec["weight_rho_mean"] = common.stats(rhos.mean(1))
-    rec["lr"] = config.train.lr / (e if config.lr_scaling == "inverse_expansion" else 1)
-    rec["diverged_runs"] = int(np.sum(np.asarray(m["diverged"])))
-    out["results"][f"{model}/e{e}"] = rec
+  pts = points(config)
+  if pts != [""]:
+    out["points"] = pts
+  for (model, e), (m_all, rhos_all, *grid) in results.items():
+    # (out, rhos, grid) from run(); without the grid, the one point's trained lr.
+    grid = grid[0] if grid else [{"lr": config.train.lr / (
+        e if config.lr_scaling == "inverse_expansion" else 1)}] * len(m_all["diverged"])
+    for j, name in enumerate(pts):
+      # The runs of hyperparameter point j (noise x point x seed, seed minor).
+      sel = [i for i in range(len(grid)) if (i // config.num_seeds) % len(pts) == j]
+      m = {k: np.asarray(v)[sel] for k, v in m_all.items()}
+      key = f"{model}/e{e}" + (f"/{name}" if name else "")
+      out["results"][key] = _point(config, e, m, np.asarray(rhos_all)[sel], grid[sel[0]])
   for model in config.models:
     e0, e1 = min(config.expansions), max(config.expansions)
     if e0 == e1:
       continue
-    a, b = out["results"][f"{model}/e{e0}"], out["results"][f"{model}/e{e1}"]
-    out["checks"][f"{model}: weight rho lower at e{e1} than e{e0}"] = bool(
-        b["weight_rho_mean"]["mean"] < a["weight_rho_mean"]["mean"])
-    out["checks"][f"{model}: embedding rank (train) lower at e{e1} than e{e0}"] = bool(
-        b["rank_train_mean"]["mean"] < a["rank_train_mean"]["mean"])
+    for name in pts:
+      sfx, at = (f"/{name}", f" ({name})") if name else ("", "")
+      a, b = out["results"][f"{model}/e{e0}{sfx}"], out["results"][f"{model}/e{e1}{sfx}"]
+      out["checks"][f"{model}: weight rho lower at e{e1} than e{e0}{at}"] = bool(
+          b["weight_rho_mean"]["mean"] < a["weight_rho_mean"]["mean"])
+      out["checks"][f"{model}: embedding rank (train) lower at e{e1} than e{e0}{at}"] = \
+          bool(b["rank_train_mean"]["mean"] < a["rank_train_mean"]["mean"])
   return out
 
 
+def _point(config, e: int, m: dict, rhos, run: dict) -> dict:
+  """One (model, expansion, hyperparameter point)'s record, over its seeds."""
+  # Diverged runs are counted (diverged_runs), never averaged in.
+  div = np.asarray(m["diverged"], bool)
+  ok = lambda a, div=div: np.where(div.reshape(-1, *[1] * (np.ndim(a) - 1)), np.nan,
+                                   np.asarray(a, np.float64))
+  rec = {k: common.stats(ok(m[k])) for k in ("train_acc", "test_acc", "train_loss",
+                                               "test_loss")}
+  for k in ("rank_train", "rank_test"):
+    r = ok(m[k])
+    rec[k] = common.nanmean(r, 0).tolist()       # per layer, mean over seeds
+    rec[k + "_mean"] = common.stats(r.mean(1))
+  rhos = ok(rhos)
+  rec["weight_rho"] = common.nanmean(rhos, 0).tolist()  # per layer (incl. classifier)
+  rec["weight_rho_mean"] = common.stats(rhos.mean(1))
+  rec["lr"] = run["lr"]  # the trained lr (scaled by 1/e under inverse_expansion)
+  axes = _axes(config)
+  rec.update({f: run[f] for f in axes if f != "lr" and len(axes[f]) > 1})
+  rec["diverged_runs"] = int(np.sum(np.asarray(m["diverged"])))
+  return rec
+
+
 def _figures(workdir: str, config, results) -> list[str]:
+  """Figures of the first hyperparameter point (all runs when there is one)."""
+  n = config.num_seeds
+  results = {k: ({f: np.asarray(v)[:n] for f, v in m.items()}, np.asarray(r)[:n])
+             for k, (m, r, *_) in results.items()}
   fig, axes = plotting.subplots(4)
   exps = list(config.expansions)
   for i, model in enumerate(config.models):

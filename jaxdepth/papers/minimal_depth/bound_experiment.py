@@ -49,6 +49,10 @@ def validate(config) -> None:
   """Check every field of a 'bound' config; raises ConfigError before any compute."""
   V.known_fields(config, FIELDS)
   train.validate_common(config, [(config.depth, config.width)])
+  for f in sgd.HPARAMS:  # Prop. 1's protocol trains one setting; sweeps are 'collapse'
+    n = len(sgd.values(config, f))
+    V.require(n == 1, f, f"the bound experiment takes one value, got {n} (a value "
+              "axis is a 'collapse' feature: run one bound config per value)")
   V.integer(config, "m", 1)
   V.integer(config, "num_draws", 1)
   V.integer(config, "num_clean_seeds", 1)

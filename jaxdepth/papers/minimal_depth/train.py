@@ -1,15 +1,21 @@
 """Vmapped multi-run training with in-graph per-layer analysis (the 'collapse' experiment).
 
-All runs of one (depth, width) -- seeds x label-noise levels -- are one leading axis
-R of a single compiled program: init, label corruption, SGD and the per-layer
+All runs of one (depth, width) -- seeds x label-noise levels x the values of lr,
+weight_decay, momentum, warmup_epochs and decay (each a number or a tuple) -- are one
+leading axis R of a single compiled program: init, label corruption, SGD and the per-layer
 analysis are vmapped over R, and R is sharded over devices when there are several.
 Depth/width sweeps loop over compiled programs.
 
   jaxdepth train --config configs/quickstart.py --workdir runs/quickstart
+
+Why this module is long: it is the collapse experiment whole (config, run grid with its
+value-hyperparameter axes, program, driver, summary, CSV rows and report), which the
+over-parameterization experiment and the benchmarks reuse piece by piece.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any, NamedTuple
@@ -60,13 +66,14 @@ def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
   V.choice(config, "noise_mode", ("flip", "uniform"))
   V.integer(config, "epochs", 1)
   V.integer(config, "batch_size", 1)
-  V.number(config, "lr", 0.0, low_open=True)
-  V.number(config, "momentum", 0.0, 1.0, high_open=True)
-  V.number(config, "weight_decay", 0.0)
-  V.number(config, "warmup_epochs", 0.0)
+  # Value hyperparameters: a number, or a tuple of values (a run axis).
+  V.axis(config, "lr", 0.0, low_open=True)
+  V.axis(config, "momentum", 0.0, 1.0, high_open=True)
+  V.axis(config, "weight_decay", 0.0)
+  V.axis(config, "warmup_epochs", 0.0)
   V.choice(config, "schedule", ("step", "cosine", "constant"))
   V.numbers(config, "milestones", 0.0, 1.0, low_open=True, high_open=True, nonempty=False)
-  V.number(config, "decay", 0.0, 1.0, low_open=True)
+  V.axis(config, "decay", 0.0, 1.0, low_open=True)
   V.numbers(config, "eps", 0.0, 1.0, high_open=True)
   V.integer(config, "checkpoint_every", 1)
   V.integer(config, "analysis_batch", 1)
@@ -117,16 +124,57 @@ def shapes(config) -> list[tuple[int, int]]:
   return [(d, w) for d in depths for w in widths]
 
 
+# Run coordinates besides the seed, in grid order (major first), and their short names.
+AXES = ("label_noise", *sgd.HPARAMS)
+SHORT = {"label_noise": "p", "weight_decay": "wd", "momentum": "mom",
+         "warmup_epochs": "warmup"}
+
+
+def hparam_axes(config) -> dict[str, tuple[float, ...]]:
+  """Every value hyperparameter's values (a number is one value)."""
+  return {f: sgd.values(config, f) for f in sgd.HPARAMS}
+
+
+def varying(config) -> list[str]:
+  """The run coordinates (besides the seed) with more than one value."""
+  vals = {"label_noise": tuple(config.label_noise), **hparam_axes(config)}
+  return [f for f in AXES if len(vals[f]) > 1]
+
+
+def per_run_hparams(config) -> bool:
+  """Does any value hyperparameter have several values (then they are per run)?"""
+  return any(len(v) > 1 for v in hparam_axes(config).values())
+
+
 def run_grid(config) -> list[dict]:
-  """The R runs of one program: noise level major, seed minor."""
-  return [{"run": i * config.num_seeds + g, "seed": g, "label_noise": float(p),
-           "noise_index": i} for i, p in enumerate(config.label_noise)
-          for g in range(config.num_seeds)]
+  """The R runs of one program: noise x lr x weight_decay x momentum x warmup_epochs x
+  decay x seed, noise level major, seed minor; every run names all its coordinates."""
+  hp = hparam_axes(config)
+  grid = []
+  for i, p in enumerate(config.label_noise):
+    for point in itertools.product(*hp.values()):
+      for g in range(config.num_seeds):
+        grid.append({"run": len(grid), "seed": g, "label_noise": float(p),
+                     "noise_index": i, **dict(zip(hp, point))})
+  return grid
+
+
+def hparam_coords(config) -> tuple[str, ...]:
+  """The hyperparameter axes with several values: each per-run metric record (and
+  TensorBoard run) is labelled by them besides seed and noise level."""
+  return tuple(f for f in varying(config) if f in sgd.HPARAMS)
+
+
+def run_axes(config, grid: list[dict]) -> dict[str, list[float]]:
+  """Per-run lists of the hyperparameter coordinates with several values (metrics
+  records carry them beside the per-run metric lists)."""
+  return {f: [r[f] for r in grid] for f in varying(config) if f in sgd.HPARAMS}
 
 
 def make_keys(seed: int, grid: list[dict]) -> RunKeys:
   """Per-run keys; init and data order depend on the seed only, so runs with the same
-  seed and different noise levels start from the same network and see the same order."""
+  seed and different noise levels or hyperparameters start from the same network and
+  see the same order (and the same corrupted labels at the same noise level)."""
   k_init, k_order, k_noise, k_aug = jax.random.split(jax.random.key(seed), 4)
   seeds = jnp.array([r["seed"] for r in grid])
   noise_idx = jnp.array([r["noise_index"] for r in grid])
@@ -154,20 +202,28 @@ def build_program(config, ds: data.Dataset, depth: int, width: int,
   network = nets.build(model_cfg(config, depth, width), ds.x_train.shape[1:],
                        ds.num_classes)
   spe = ds.x_train.shape[0] // config.batch_size
-  tx = sgd.make_optimizer(config, spe)
+  grid = run_grid(config)
+  # Several values of a hyperparameter: each run's values live in its optimizer state,
+  # so one compiled epoch serves the whole grid; one value: a constant, as before.
+  per_run = per_run_hparams(config)
+  tx = sgd.make_optimizer(config, spe, per_run=per_run)
+  hp_R = place.pad(sgd.hparams_of(grid, spe)) if per_run else None
   augment_fn = None
   if config.augment:
     augment_fn = augment.make_augment(tuple(config.augment), fill=data.augment_fill(config))
   y_clean = jnp.asarray(ds.y_train)
-  noise_R = place.pad(np.asarray([r["label_noise"] for r in run_grid(config)], np.float32))
+  noise_R = place.pad(np.asarray([r["label_noise"] for r in grid], np.float32))
 
-  def init_run(keys: RunKeys, p):
+  def init_run(keys: RunKeys, p, hp):
     labels, chosen = data.corrupt_labels(keys.noise, y_clean, p, ds.num_classes,
                                          config.noise_mode)
-    return sgd.init_state(network, tx, keys.init), labels, chosen
+    state = sgd.init_state(network, tx, keys.init)
+    if hp is not None:
+      state = sgd.set_hparams(state, hp)
+    return state, labels, chosen
 
   init_runs = jax.jit(jax.vmap(init_run))
-  init_all = lambda keys: init_runs(keys, noise_R)
+  init_all = lambda keys: init_runs(keys, noise_R, hp_R)
   epoch_fn = sgd.make_epoch(network, tx, config.batch_size, spe, augment_fn)
   epoch_all = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, 0, None, None)),
                       donate_argnums=0)
@@ -209,8 +265,9 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
   through ``metrics.RunStreams``), or None.
   """
   grid = run_grid(config)
-  records = metrics.RunStreams(stream, [{k: r[k] for k in ("seed", "label_noise")}
-                                       for r in grid], depth=depth, width=width)
+  coords = ("seed", "label_noise", *hparam_coords(config))
+  records = metrics.RunStreams(stream, [{k: r[k] for k in coords} for r in grid],
+                               depth=depth, width=width)
   place = placement(config, len(grid))
   prog = build_program(config, ds, depth, width, place)
   keys = place.pad(make_keys(config.seed, grid))
@@ -224,8 +281,9 @@ def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
                "runs": grid, "steps_per_epoch": spe,
                "num_corrupted": place.gather(chosen.sum(1)).tolist()}
   monitor = report_lib.DivergenceMonitor(
-      grid, where=f"d={depth} w={width}", point_fields=("label_noise",),
-      short={"label_noise": "p"}, enabled=distributed.is_primary())
+      grid, where=f"d={depth} w={width}",
+      point_fields=[f for f in AXES if f == "label_noise" or f in varying(config)],
+      short=SHORT, enabled=distributed.is_primary())
   # The state with the labels it trains on: corruption is drawn once, then saved.
   full = {"state": state, "labels": labels, "corrupted": chosen}
 
@@ -286,7 +344,8 @@ def summarize(config, results) -> dict:
   for depth, width, grid, out, network in results:
     for r in grid:
       i = r["run"]
-      rec = {"seed": r["seed"], "label_noise": r["label_noise"], "depth": depth,
+      rec = {"seed": r["seed"], "label_noise": r["label_noise"],
+             **{f: r[f] for f in sgd.HPARAMS}, "depth": depth,
              "width": width, "layers": list(network.layer_names),
              "diverged": bool(out["diverged"][i])}
       for k in ("train_acc", "test_acc", "train_loss", "test_loss",
@@ -312,7 +371,8 @@ def layer_rows(summary: dict) -> list[dict]:
   rows = []
   for r in summary["runs"]:
     for li, name in enumerate(r["layers"]):
-      row = {k: r[k] for k in ("depth", "width", "seed", "label_noise", "diverged")}
+      row = {k: r[k] for k in ("depth", "width", "seed", "label_noise", *sgd.HPARAMS,
+                               "diverged") if k in r}  # older summaries: no hparams
       row.update(layer=li + 1, layer_name=name)
       for k in ("ncc_train_acc", "ncc_test_acc", "cdnv_train", "cdnv_test", "rank_train",
                 "rank_test", *NC_KEYS):
@@ -337,7 +397,7 @@ def run(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   # One record per (kind, run, step), and a TensorBoard run per (depth, width, seed,
   # label_noise) under workdir/tb; a resumed run logs no step twice in either.
-  coords = ("depth", "width", "seed", "label_noise")
+  coords = ("depth", "width", "seed", "label_noise", *hparam_coords(config))
   log = metrics.MetricsLog(workdir, ("kind", *coords), enabled=primary, tensorboard=coords)
   shapes_ = shapes(config)
   spe = ds.x_train.shape[0] // config.batch_size
@@ -367,7 +427,8 @@ def run(config, workdir: str) -> dict:
 
 
 def report(summary: dict) -> str:
-  """Final table: per (depth, width, p), over seeds: network test accuracy, top-layer
+  """Final table: per (depth, width, p, and every hyperparameter with several values),
+  over seeds: network test accuracy, top-layer
   NCC test accuracy and the eps-effective depth (mean ± std over the runs that reached
   it; runs that never did are counted, never averaged in)."""
   eps = [str(e) for e in summary["eps"]]
@@ -385,6 +446,7 @@ def report(summary: dict) -> str:
           "NCC test (top)": lambda recs: report_lib.spread(
               [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])}
   cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
-  keys = [k for k in ("depth", "width") if len({r[k] for r in summary["runs"]}) > 1]
-  return report_lib.table(*report_lib.grouped(summary["runs"], keys + ["label_noise"], cols,
-                                              short={"label_noise": "p"}))
+  runs = summary["runs"]
+  keys = [k for k in ("depth", "width", *AXES) if k in runs[0]
+          and (k == "label_noise" or len({r[k] for r in runs}) > 1)]
+  return report_lib.table(*report_lib.grouped(runs, keys, cols, short=SHORT))
