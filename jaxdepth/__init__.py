@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from jaxdepth.version import __version__
 
 # name -> (module, attribute)
 _API = {

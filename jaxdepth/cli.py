@@ -237,7 +237,7 @@ def _bound(args, overrides) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from jaxdepth import __version__
+  from jaxdepth.version import __version__
   argv = join_override_values(sys.argv[1:] if argv is None else list(argv))
   parser = argparse.ArgumentParser(prog="jaxdepth", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

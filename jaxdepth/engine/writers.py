@@ -128,7 +128,7 @@ def provenance(runtime: Mapping[str, Any] | None = None) -> dict:
   caller knows of jax's devices (backend, device_kind). Never initializes jax."""
   from importlib import metadata
 
-  import jaxdepth
+  from jaxdepth.version import __version__
 
   def version(name):
     try:
@@ -136,7 +136,7 @@ def provenance(runtime: Mapping[str, Any] | None = None) -> dict:
     except metadata.PackageNotFoundError:
       return None
 
-  return {"jaxdepth": jaxdepth.__version__, "git_commit": _git_commit(),
+  return {"jaxdepth": __version__, "git_commit": _git_commit(),
           "packages": {p: version(p) for p in PACKAGES},
           "backend": None, "device_kind": None, **dict(runtime or {}),
           "cpu": _cpu_model(), "xla_flags": os.environ.get("XLA_FLAGS"),
