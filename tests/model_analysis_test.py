@@ -65,10 +65,16 @@ def setup():
   return x, y, xt, yt, model, variables, res
 
 
+# NC1 is computed through the C x C Gram matrix of the class means (measure/nc.py), whose
+# float32 rounding is amplified by the squared condition number of M: two float32
+# computations of the same features agree on it to ~5e-5, the other metrics to 1e-5.
+RTOL = {"nc1": 2e-4, "nc1_train": 2e-4}
+
+
 def _close(a, b, keys=None):
   for k in keys or [k for k in a if k not in ("effective_depth", "layer_names",
                                                "nc3_layer")]:
-    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(a[k], b[k], rtol=RTOL.get(k, 1e-5), atol=1e-5, err_msg=k)
 
 
 def test_linen_matches_hand_loop(setup):
@@ -89,8 +95,8 @@ def test_linen_matches_hand_loop(setup):
       cls = w["Dense_2"]["kernel"].T if l == 1 else None
       ref = nc.collapse_metrics(f, y, C, classifier=cls, predictions=pred)
       for k, v in ref.items():
-        np.testing.assert_allclose(res[k + "_train"][r, l], v, rtol=1e-5, atol=1e-5,
-                                   err_msg=f"{k} run {r} layer {l}")
+        np.testing.assert_allclose(res[k + "_train"][r, l], v, rtol=RTOL.get(k, 1e-5),
+                                   atol=1e-5, err_msg=f"{k} run {r} layer {l}")
       means = collapse.class_means(f, y, C)
       np.testing.assert_allclose(res["ncc_acc_test"][r, l],
                                  collapse.ncc_accuracy(feats_t[l], yt, means), atol=1e-6)
@@ -136,7 +142,7 @@ def test_layer_selection(setup):
   x, y, xt, yt, model, variables, res = setup
   out = analyze_model(model, variables, x, y, C, layers=["Dense_0", "Dense_2"])
   assert out["layer_names"] == ["Dense_0", "Dense_2"]
-  np.testing.assert_allclose(out["nc1_train"], res["nc1_train"][:, [0, 2]], rtol=1e-5)
+  np.testing.assert_allclose(out["nc1_train"], res["nc1_train"][:, [0, 2]], rtol=2e-4)
   out = analyze_model(model, variables, x, y, C, layers=lambda p: p == ("Dense_1",))
   assert out["layer_names"] == ["Dense_1"]
 

@@ -1,8 +1,7 @@
 """Every orbax call of jaxdepth lives here.
 
-Checkpoints are pure array trees (``StandardSave``) plus JSON metadata
-(``JsonSave``), so they restore without any model code: the offline bound
-calculator relies on this.
+Checkpoints are pure array trees (``StandardSave``) plus JSON metadata (``JsonSave``),
+so they restore without any model code: the offline bound calculator relies on this.
 
 Damaged checkpoints are not fatal. :meth:`Checkpointer.restore` (and
 :meth:`Checkpointer.restore_latest_readable`) try the steps newest first; a step
@@ -75,14 +74,13 @@ class _Damaged(Exception):
 @contextlib.contextmanager
 def _quiet_orbax():
   """Orbax logs failures (with tracebacks) before raising them: we report them."""
-  loggers = [logging.getLogger(n) for n in ("absl", "asyncio")]
-  levels = [lg.level for lg in loggers]
+  levels = [(lg, lg.level) for lg in map(logging.getLogger, ("absl", "asyncio"))]
   try:
-    for lg in loggers:
+    for lg, _ in levels:
       lg.setLevel(logging.CRITICAL)
     yield
   finally:
-    for lg, lv in zip(loggers, levels):
+    for lg, lv in levels:
       lg.setLevel(lv)
 
 
@@ -218,14 +216,18 @@ class Checkpointer:
           t.join(max(0.0, deadline - time.monotonic()))
       self._mngr.close()
 
-  def _discard_partial(self, step: int) -> None:
-    """Remove what a failed save of ``step`` left (its tmp dir, an uncommitted step)."""
-    for name in os.listdir(self.directory) if os.path.isdir(self.directory) else []:
-      path = os.path.join(self.directory, name)
-      if name.startswith(f"{step}{TMP_MARKER}"):
+  def _discard_partial(self, step: int, passes: int = 5) -> None:
+    """Remove a failed save's leftovers, again while a late write thread re-creates them."""
+    for i in range(passes):
+      names = os.listdir(self.directory) if os.path.isdir(self.directory) else []
+      left = [os.path.join(self.directory, n) for n in names if n.startswith(
+          f"{step}{TMP_MARKER}") or (n == str(step) and not os.path.exists(
+              os.path.join(self.directory, n, COMMIT_MARKER)))]
+      for path in left:
         shutil.rmtree(path, ignore_errors=True)
-      elif name == str(step) and not os.path.exists(os.path.join(path, COMMIT_MARKER)):
-        shutil.rmtree(path, ignore_errors=True)
+      if not left:
+        return
+      time.sleep(0.05 * (i + 1))
 
   def _write_file_list(self, step: int) -> None:
     """Size and CRC-32 of the item files of a finished step. Best effort: a step

@@ -95,7 +95,7 @@ def _nc_host(st: dict) -> dict:
   lead = st["nc_gram_train"].shape[:-2]
   flat = {k: np.asarray(v, np.float64).reshape(-1, *np.shape(v)[len(lead):])
           for k, v in st.items()}
-  with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+  with jax.enable_x64(True), jax.default_device(jax.local_devices(backend="cpu")[0]):
     fn = jax.vmap(lambda c, g, w, t, d: nc.nc_from_gram(
         c, g, w, t, d, eps=float(np.finfo(np.float32).eps)))
     got = jax.device_get(jax.jit(fn)(

@@ -28,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxdepth import data, nets
+from jaxdepth import data, nets, papers
 from jaxdepth.engine import ckpt, metrics, plotting, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.errors import ConfigError
@@ -158,7 +158,9 @@ def run(config, workdir: str) -> dict:
   ds = data.load(config)
   if config.data.get("num_train") or config.data.get("num_test"):
     ds = data.subsample(ds, config.data.get("num_train"), config.data.get("num_test"))
-  log = metrics.MetricsLog(workdir, ("model", "expansion"))  # resumed: no step twice
+  # Per-run records, keyed by every coordinate: a resumed run logs no step twice.
+  log = metrics.MetricsLog(workdir, ("kind", "model", "expansion", "depth", "width", "seed",
+                                     "label_noise", *papers.HPARAM_COORDINATES))
   results = {}
   for model in config.models:
     for e in config.expansions:
@@ -166,10 +168,8 @@ def run(config, workdir: str) -> dict:
       tag = f"{model}_e{e}"
       spe = ds.x_train.shape[0] // tcfg.batch_size
       bar = writers.progress(tcfg.epochs * spe, tag, enabled=config.progress)
-      stream = log.stream(model=model, expansion=e,
-                          **train.run_axes(tcfg, train.run_grid(tcfg)))
       grid, out, _ = train.train_shape(tcfg, ds, config.depth, config.width, workdir,
-                                       stream, tag, bar)
+                                       log, tag, bar, fields={"model": model, "expansion": e})
       bar.close()
       base = nets.build({**train.model_cfg(tcfg, config.depth, config.width),
                          "family": MODELS[model]}, ds.x_train.shape[1:], ds.num_classes)

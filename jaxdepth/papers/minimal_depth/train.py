@@ -165,12 +165,6 @@ def hparam_coords(config) -> tuple[str, ...]:
   return tuple(f for f in varying(config) if f in sgd.HPARAMS)
 
 
-def run_axes(config, grid: list[dict]) -> dict[str, list[float]]:
-  """Per-run lists of the hyperparameter coordinates with several values (metrics
-  records carry them beside the per-run metric lists)."""
-  return {f: [r[f] for r in grid] for f in varying(config) if f in sgd.HPARAMS}
-
-
 def make_keys(seed: int, grid: list[dict]) -> RunKeys:
   """Per-run keys; init and data order depend on the seed only, so runs with the same
   seed and different noise levels or hyperparameters start from the same network and
@@ -257,17 +251,19 @@ def placement(config, num_runs: int) -> devices.Placement:
 
 
 def train_shape(config, ds: data.Dataset, depth: int, width: int, workdir: str,
-                stream=None, tag: str = "", bar=None):
+                stream=None, tag: str = "", bar=None, fields: dict | None = None):
   """Train (or resume) all runs of one (depth, width); returns final metrics (host).
 
   ``stream``: the ``metrics.MetricsLog`` that per-run records go to (one per run and
   epoch with the epoch's mean batch loss and accuracy, one per run and evaluation,
-  through ``metrics.RunStreams``), or None.
+  through ``metrics.RunStreams``), or None; ``fields`` are added to every record (an
+  experiment's own coordinates, e.g. model and expansion); the log's key fields must
+  name them.
   """
   grid = run_grid(config)
   coords = ("seed", "label_noise", *hparam_coords(config))
   records = metrics.RunStreams(stream, [{k: r[k] for k in coords} for r in grid],
-                               depth=depth, width=width)
+                               **(fields or {}), depth=depth, width=width)
   place = placement(config, len(grid))
   prog = build_program(config, ds, depth, width, place)
   keys = place.pad(make_keys(config.seed, grid))
