@@ -12,16 +12,25 @@ Bad input (unknown field, value out of range, mismatched workdir) prints one lin
 so does a workdir whose checkpoints are all unreadable. A failed write (disk full,
 permission) prints one line naming the path and errno and exits with status 1; the
 previous checkpoint is kept, so the same command resumes from it.
+
+Ctrl-C during ``jaxdepth train`` (one process) stops at the end of the running epoch
+(segment), writes a checkpoint where the experiment keeps them, prints one line
+``jaxdepth: interrupted at epoch 3 of 8; checkpoint written (...); resume with: ...``
+and exits with status 130; a second Ctrl-C stops at once. A multi-process job keeps
+the default Ctrl-C behaviour. The final results table goes to stdout; logs, warnings,
+progress bars and the paths written go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import shlex
 import sys
 
-from jaxdepth.errors import ConfigError
+from jaxdepth.errors import ConfigError, Interrupted
 
 
 def load_config(spec: str, overrides: list[str]):
@@ -138,7 +147,7 @@ def runtime_info() -> dict:
 
 def _train(args, overrides) -> int:
   from jaxdepth import configs
-  from jaxdepth.engine import distributed, writers
+  from jaxdepth.engine import distributed, interrupt, writers
   from jaxdepth.engine import registry as experiments
   configs.resolve(args.config)  # an unknown name or variant stops here, before jax starts
   start_jax(args)
@@ -157,6 +166,25 @@ def _train(args, overrides) -> int:
   # In a multi-process job process 0 alone prepares the workdir and writes results.
   runtime = runtime_info()  # on every process: jax starts in step
   before = writers.snapshot_workdir(args.workdir) if primary else None
+  # One process: the first Ctrl-C stops at the next segment boundary (errors.Interrupted).
+  graceful = (interrupt.handling_sigint() if distributed.process_count() == 1
+              else contextlib.nullcontext())
+  with graceful:
+    summary = _train_in(args, config, module, primary, before, runtime)
+  if summary is not None and primary:
+    text, paths = final_report_parts(module, summary, args.workdir)
+    if text:
+      print(text, flush=True)
+    print(paths, file=sys.stderr)
+    if args.print_summary:
+      import json
+      print(json.dumps(writers.to_jsonable(summary), indent=1))
+  return 0
+
+
+def _train_in(args, config, module, primary, before, runtime):
+  """module.run in a prepared workdir; what it created is removed if it stops early."""
+  from jaxdepth.engine import distributed, writers
   try:
     ok, err = True, None
     if primary:
@@ -168,17 +196,11 @@ def _train(args, overrides) -> int:
       raise err or ConfigError("workdir", f"process 0 refused {args.workdir} (see its "
                                "error)")
     distributed.check_shared_workdir(args.workdir)
-    summary = module.run(config, args.workdir)
+    return module.run(config, args.workdir)
   except BaseException:
     if primary:
       writers.remove_unstarted(args.workdir, before)
     raise
-  if summary is not None and primary:
-    print(final_report(module, summary, args.workdir), file=sys.stderr)
-    if args.print_summary:
-      import json
-      print(json.dumps(writers.to_jsonable(summary), indent=1))
-  return 0
 
 
 def resume_safe(module) -> tuple[str, ...]:
@@ -189,6 +211,12 @@ def resume_safe(module) -> tuple[str, ...]:
 
 def final_report(module, summary: dict, workdir: str) -> str:
   """The headline table of a finished run and the paths of what it wrote."""
+  return "\n".join(p for p in final_report_parts(module, summary, workdir) if p)
+
+
+def final_report_parts(module, summary: dict, workdir: str) -> tuple[str, str]:
+  """(the headline table with its diverged-runs note: for stdout, the lines naming
+  what the run wrote: for stderr)."""
   from jaxdepth import papers
   from jaxdepth.engine import report
   text = (module.report(summary) if hasattr(module, "report") else report.summary_report(
@@ -201,6 +229,7 @@ def final_report(module, summary: dict, workdir: str) -> str:
   if n_div:
     lines.append(f"{n_div} of {len(summary['runs'])} runs diverged "
                  "(flagged 'diverged' in summary.json; left out of means and figures)")
+  table, lines = "\n".join(lines), []
   wrote = [p for p in ("summary.json", "layers.csv", "metrics.jsonl")
            if os.path.exists(os.path.join(workdir, p))]
   fig_dir = os.path.join(workdir, "figures")
@@ -211,7 +240,7 @@ def final_report(module, summary: dict, workdir: str) -> str:
   lines.append("wrote " + ", ".join(os.path.join(workdir, p) for p in wrote))
   if figs:
     lines.append("figures: " + ", ".join(figs))
-  return "\n".join(lines)
+  return table, "\n".join(lines)
 
 
 def _analyze(args, overrides) -> int:
@@ -223,7 +252,10 @@ def _analyze(args, overrides) -> int:
   config = reanalyze.load_run_config(args.workdir)
   summary = reanalyze.main(args.workdir)
   module = registry.get(config.get("experiment", "collapse"))
-  print(final_report(module, summary, args.workdir), file=sys.stderr)
+  text, paths = final_report_parts(module, summary, args.workdir)
+  if text:
+    print(text, flush=True)
+  print(paths, file=sys.stderr)
   return 0
 
 
@@ -238,6 +270,7 @@ def _bound(args, overrides) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   from jaxdepth.version import __version__
+  command = "jaxdepth " + shlex.join(sys.argv[1:] if argv is None else list(argv))
   argv = join_override_values(sys.argv[1:] if argv is None else list(argv))
   parser = argparse.ArgumentParser(prog="jaxdepth", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,11 +317,36 @@ def main(argv: list[str] | None = None) -> int:
   except ConfigError as e:
     print(f"jaxdepth: error: {e}", file=sys.stderr)
     return 2
+  except Interrupted as e:
+    _close_bars()
+    where = f"jaxdepth: interrupted at {e.unit} {e.done} of {e.total}"
+    if e.checkpoint:
+      print(f"{where}; checkpoint written ({e.checkpoint}); resume with: {command}",
+            file=sys.stderr)
+    else:
+      print(f"{where}; no checkpoint (this experiment restarts from the beginning)",
+            file=sys.stderr)
+    return 130
+  except KeyboardInterrupt:  # outside a training loop, or a second Ctrl-C
+    _close_bars()
+    print(f"jaxdepth: interrupted (no checkpoint written now); run again with: {command}",
+          file=sys.stderr)
+    return 130
   except OSError as e:  # disk full, permission: one line naming the path and errno
     if e.errno is None:
       raise
     print(f"jaxdepth: error: {_os_error(e)}", file=sys.stderr)
     return 1
+
+
+def _close_bars() -> None:
+  """End any progress bar's line, so that the next message starts a line of its own."""
+  try:
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):
+      bar.close()
+  except Exception:  # a message matters more than a tidy bar
+    pass
 
 
 def _os_error(e: OSError) -> str:

@@ -39,6 +39,7 @@ def test_spread_and_table():
 def _runs():
   mk = lambda p, s, acc, ed, reached, div=False: {
       "depth": 4, "width": 8, "label_noise": p, "seed": s, "test_acc": acc,
+      "train_acc": 1.0,
       "ncc_test_acc": [0.1, acc], "effective_depth": {"0.1": ed},
       "reached": {"0.1": reached}, "diverged": div}
   return [mk(0.0, 0, 0.9, 2, True), mk(0.0, 1, 0.7, 4, True),
@@ -65,10 +66,10 @@ def test_diverged_run_is_reported_and_plots_stay_quiet(tmp_path, capfd):
     assert cli.main(["train", "--config", "configs/tiny.py", "--workdir", wd,
                      "--config.lr=1e6", "--config.batchnorm=False",
                      "--config.epochs=2"]) == 0
-  err = capfd.readouterr().err
+  out, err = capfd.readouterr()
   assert "jaxdepth: warning: d=3 w=16: 4 of 4 runs diverged at epoch 2: p=0 seeds 0, 1; " \
          "p=0.25 seeds 0, 1; non-finite parameters" in err
-  assert "4 of 4 runs diverged (flagged 'diverged' in summary.json" in err
+  assert "4 of 4 runs diverged (flagged 'diverged' in summary.json" in out
   assert not [w for w in caught if "artists" in str(w.message)], [str(w.message)
                                                                  for w in caught]
   s = json.load(open(os.path.join(wd, "summary.json")))
@@ -80,13 +81,15 @@ def test_final_report_table_and_paths(tmp_path, capfd):
   wd = str(tmp_path / "ok")
   assert cli.main(["train", "--config", "configs/tiny.py", "--workdir", wd,
                    "--config.epochs=2"]) == 0
-  err = capfd.readouterr().err
+  out, err = capfd.readouterr()  # the table on stdout; logs and paths on stderr
   s = json.load(open(os.path.join(wd, "summary.json")))
-  assert train.report(s) in err
+  assert train.report(s) in out and train.report(s) not in err
+  assert "train acc" in out and "test acc" in out
   assert f"wrote {os.path.join(wd, 'summary.json')}, {os.path.join(wd, 'layers.csv')}" in err
-  assert os.path.join(wd, "figures", "layers_d3_w16.png") in err
-  acc = [r["test_acc"] for r in s["runs"] if r["label_noise"] == 0.0]
-  assert f"{np.mean(acc):.3f} ± {np.std(acc, ddof=1):.3f}" in err
+  assert os.path.join(wd, "figures", "layers_d3_w16.png") in err and "wrote" not in out
+  for key in ("test_acc", "train_acc"):
+    acc = [r[key] for r in s["runs"] if r["label_noise"] == 0.0]
+    assert f"{np.mean(acc):.3f} ± {np.std(acc, ddof=1):.3f}" in out
 
 
 def test_generic_report_for_other_experiments():

@@ -18,10 +18,12 @@ checkpoint, so re-running a finished experiment rewrites nothing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from jaxdepth.engine import ckpt, loop, writers
+from jaxdepth.engine import ckpt, distributed, loop, writers
+from jaxdepth.errors import Interrupted
 
 
 class Checkpointing(NamedTuple):
@@ -54,7 +56,8 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
         on_output: Callable[[Any], None] | None = None,
         stop: Callable[[Any], bool] | None = None,
         fetch: Callable[[Any], Any] | None = None,
-        on_resume: Callable[[int], None] | None = None) -> tuple[Any, dict | None]:
+        on_resume: Callable[[int], None] | None = None,
+        unit: str = "epoch") -> tuple[Any, dict | None]:
   """Resume, run segments ``start .. total-1`` (loop.run), evaluate and checkpoint.
 
   Args:
@@ -65,6 +68,11 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
     on_output, stop, fetch: as in :func:`loop.run` (outputs one segment late).
     on_resume: called with the number of segments already done (0 for a new run)
       before the first segment.
+    unit: what a segment is called in messages ("epoch").
+  A resumed run says so on stderr (process 0): ``jaxdepth: resuming from epoch N of M
+  (checkpoints/TAG)``. A stop request (Ctrl-C, :mod:`jaxdepth.engine.interrupt`) saves a
+  checkpoint of the segments done (no evaluation) and raises
+  :class:`jaxdepth.errors.Interrupted` naming it.
   Returns:
     (final state, the last evaluation's record or None).
   """
@@ -76,6 +84,8 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
       _, tree, meta = restored
       start = _start(meta)
       state = checkpoint.from_host(tree)
+      if 0 < start < total and distributed.is_primary():
+        _say(f"jaxdepth: resuming from {unit} {start} of {total} ({checkpoint.subdir})")
   if on_resume is not None:
     on_resume(start)
   if bar is not None:
@@ -94,16 +104,26 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
 
   hooks = []
   if evaluate is not None:
-    hooks.append(loop.Hook(evaluate_every, do_evaluate))
+    hooks.append(loop.Hook(evaluate_every, do_evaluate, on_interrupt=False))
   if ck is not None:
     hooks.append(loop.Hook(checkpoint.every, save))
   try:
     state, _ = loop.run(state, segment, start=start, total=total, hooks=hooks, bar=bar,
                         steps_per_segment=steps_per_segment, on_output=on_output,
                         stop=stop, fetch=fetch)
+  except Interrupted as e:
+    raise Interrupted(e.done, e.total, unit,
+                      checkpoint.subdir if checkpoint is not None else None) from None
+  else:
     if evaluate is not None and "record" not in last:  # restored finished: evaluate it
       do_evaluate(state, total)
   finally:
     if ck is not None:
       ck.close()
   return state, last.get("record")
+
+
+def _say(line: str) -> None:
+  """One line on stderr, above a progress bar if one is showing."""
+  from tqdm.auto import tqdm
+  tqdm.write(line, file=sys.stderr)

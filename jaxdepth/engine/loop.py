@@ -20,11 +20,17 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxdepth.engine import interrupt
+from jaxdepth.errors import Interrupted
+
 
 class Hook(NamedTuple):
-  """``fn(state, done)`` after every ``period``-th segment and after the last."""
+  """``fn(state, done)`` after every ``period``-th segment and after the last;
+  ``on_interrupt``: also after the segment a stop request (Ctrl-C) ends the loop at
+  (a checkpoint save does; an evaluation need not)."""
   period: int
   fn: Callable[[Any, int], Any]
+  on_interrupt: bool = True
 
 
 def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, start: int, total: int,
@@ -47,32 +53,40 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, start: int, to
       experiment makes a segment after its runs finished a no-op, e.g. frozen runs)
       and its output is dropped, so results are those of segments start..i, and the
       count returned is i+1.
+    A stop request (:mod:`jaxdepth.engine.interrupt`, Ctrl-C) ends the loop after the
+    running segment: the hooks marked ``on_interrupt`` run for it as for a last
+    segment, the outputs are delivered, then :class:`jaxdepth.errors.Interrupted`
+    (done, total) is raised (not when that segment was the last anyway).
     fetch: brings an output to the host (default ``jax.device_get``; a sharded
       experiment passes ``Placement.gather``, which also drops padded runs).
   """
   fetch = fetch or (lambda t: jax.tree.map(np.asarray, jax.device_get(t)))
-  pending, done, stopped = None, start, False
-  for i in range(start, total):
-    state, out = segment(state, i)
-    if pending is not None:  # segment i-1's output, while segment i runs
+  pending, done, stopped, interrupted = None, start, False, False
+  with interrupt.loop_running():
+    for i in range(start, total):
+      state, out = segment(state, i)
+      if pending is not None:  # segment i-1's output, while segment i runs
+        host = fetch(pending)
+        if on_output is not None:
+          on_output(host)
+        stopped = stop is not None and bool(stop(host))
+      pending = None if stopped else out
+      if bar is not None:
+        bar.update(steps_per_segment)
+      done = i if stopped else i + 1
+      last = stopped or done == total
+      interrupted = not last and interrupt.requested()
+      for h in hooks:
+        if last or done % h.period == 0 or (interrupted and h.on_interrupt):
+          h.fn(state, done)
+      if last or interrupted:
+        break
+    if pending is not None:
       host = fetch(pending)
       if on_output is not None:
         on_output(host)
-      stopped = stop is not None and bool(stop(host))
-    pending = None if stopped else out
-    if bar is not None:
-      bar.update(steps_per_segment)
-    done = i if stopped else i + 1
-    last = stopped or done == total
-    for h in hooks:
-      if last or done % h.period == 0:
-        h.fn(state, done)
-    if last:
-      break
-  if pending is not None:
-    host = fetch(pending)
-    if on_output is not None:
-      on_output(host)
+  if interrupted:
+    raise Interrupted(done, total)
   return state, done
 
 

@@ -407,9 +407,9 @@ def run(config, workdir: str) -> dict:
       tag = f"d{depth}_w{width}"
       grid, out, network = train_shape(config, ds, depth, width, workdir, log, tag, bar)
       results.append((depth, width, grid, out, network))
-  finally:
+  finally:  # also on Ctrl-C (errors.Interrupted): the bar ends its line first
+    bar.close()
     log.close()
-  bar.close()
   summary = summarize(config, results)
   summary["wall_time_s"] = time.time() - t0
   if not primary:
@@ -424,7 +424,7 @@ def run(config, workdir: str) -> dict:
 
 def report(summary: dict) -> str:
   """Final table: per (depth, width, p, and every hyperparameter with several values),
-  over seeds: network test accuracy, top-layer
+  over seeds: network train and test accuracy, top-layer
   NCC test accuracy and the eps-effective depth (mean ± std over the runs that reached
   it; runs that never did are counted, never averaged in)."""
   eps = [str(e) for e in summary["eps"]]
@@ -437,12 +437,16 @@ def report(summary: dict) -> str:
       return text if len(reached) == len(good) else f"{text} ({len(reached)}/{len(good)})"
     return f
 
-  cols = {"test acc": lambda recs: report_lib.spread([r["test_acc"] for r in
-                                                       report_lib.ok(recs)]),
-          "NCC test (top)": lambda recs: report_lib.spread(
-              [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])}
-  cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
   runs = summary["runs"]
+  cols = {}
+  if all("train_acc" in r for r in runs):  # hand-made summaries may lack it
+    cols["train acc"] = lambda recs: report_lib.spread([r["train_acc"] for r in
+                                                        report_lib.ok(recs)])
+  cols["test acc"] = lambda recs: report_lib.spread([r["test_acc"] for r in
+                                                     report_lib.ok(recs)])
+  cols["NCC test (top)"] = lambda recs: report_lib.spread(
+      [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])
+  cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
   keys = [k for k in ("depth", "width", *AXES) if k in runs[0]
           and (k == "label_noise" or len({r[k] for r in runs}) > 1)]
   return report_lib.table(*report_lib.grouped(runs, keys, cols, short=SHORT))
