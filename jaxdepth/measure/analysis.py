@@ -137,6 +137,39 @@ def finalize(out: dict) -> dict:
   return out
 
 
+def _forward(network: Network):
+  """(variables, x) -> (logits, per-group embeddings flattened to (L_g, B, D_g))."""
+  def forward(variables, x):
+    logits, groups, _ = network.apply(variables, x, train=False)
+    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+  return forward
+
+
+def _centres(forward, variables, train: Batched):
+  """Centring point per layer: the mean of the first training batch (translation
+  invariance makes this exact; it keeps float32 sums well conditioned)."""
+  _, groups0 = forward(variables, train.x[0])
+  m0 = train.mask[0].astype(jnp.float32)
+  return [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
+
+
+def _class_sums(items, get, labels, mask, refs, C: int):
+  """Pass 1 over batches: per-class counts and means of (f - ref), every layer.
+  ``get(item) -> (logits, groups)`` turns one scanned item into embeddings."""
+  def body(carry, xs):
+    item, y, m = xs
+    _, groups = get(item)
+    out = []
+    for (cnt, sums), f, r in zip(carry, groups, refs):
+      c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
+      out.append((cnt + c_b, sums + s_b))
+    return out, None
+  init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
+          for r in refs]
+  carry, _ = jax.lax.scan(body, init, (items, labels, mask))
+  return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
+
+
 def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
                   rank_samples: int = 512, cache: bool = False):
   """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
@@ -149,10 +182,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
   """
   C = num_classes
   eps_E = jnp.asarray(eps, jnp.float32)
-
-  def forward(variables, x):
-    logits, groups, _ = network.apply(variables, x, train=False)
-    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+  forward = _forward(network)
 
   def source(variables, data: Batched):
     """What the passes scan over, and how to turn one item into (logits, groups)."""
@@ -162,20 +192,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
 
   def pass_sums(src, data: Batched, labels, refs):
     """Pass 1: per-class counts and sums of (f - ref), every layer."""
-    items, get = src
-
-    def body(carry, xs):
-      item, y, m = xs
-      _, groups = get(item)
-      out = []
-      for (cnt, sums), f, r in zip(carry, groups, refs):
-        c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
-        out.append((cnt + c_b, sums + s_b))
-      return out, None
-    init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
-            for r in refs]
-    carry, _ = jax.lax.scan(body, init, (items, labels, data.mask))
-    return [(cnt, jax.vmap(collapse.means_from_sums)(cnt, sums)) for cnt, sums in carry]
+    return _class_sums(*src, labels, data.mask, refs, C)
 
   def pass_m2(src, data: Batched, labels, stats, refs, ncc_stats, ncc_labels, subset,
               ms=None):
@@ -227,11 +244,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
       return _analyze(variables, train, train_labels, corrupted, test)
 
   def _analyze(variables, train: Batched, train_labels, corrupted, test: Batched):
-    # Centring point per layer: mean of the first training batch (translation
-    # invariance makes this exact; it keeps float32 sums well conditioned).
-    _, groups0 = forward(variables, train.x[0])
-    m0 = train.mask[0].astype(jnp.float32)
-    refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
+    refs = _centres(forward, variables, train)
     sub = corrupted.astype(jnp.float32)
     tr_src, te_src = source(variables, train), source(variables, test)
     tr_stats = pass_sums(tr_src, train, train_labels, refs)
@@ -329,29 +342,13 @@ def make_ncc_predictor(network: Network, num_classes: int):
   (mask them). vmap over runs.
   """
   C = num_classes
-
-  def forward(variables, x):
-    logits, groups, _ = network.apply(variables, x, train=False)
-    return logits, [g.reshape(g.shape[0], g.shape[1], -1) for g in groups]
+  forward = _forward(network)
 
   def predict(variables, train: Batched, train_labels, evals: Batched):
     with jax.default_matmul_precision("highest"):
-      _, groups0 = forward(variables, train.x[0])
-      m0 = train.mask[0].astype(jnp.float32)
-      refs = [jnp.einsum("lbd,b->ld", g, m0) / jnp.maximum(m0.sum(), 1) for g in groups0]
-
-      def sums(carry, xs):
-        x, y, m = xs
-        _, groups = forward(variables, x)
-        out = []
-        for (cnt, tot), f, r in zip(carry, groups, refs):
-          c_b, s_b = jax.vmap(lambda f_, r_: collapse.class_sums(f_, y, C, r_, m))(f, r)
-          out.append((cnt + c_b, tot + s_b))
-        return out, None
-      init = [(jnp.zeros((r.shape[0], C)), jnp.zeros((r.shape[0], C, r.shape[1])))
-              for r in refs]
-      carry, _ = jax.lax.scan(sums, init, (train.x, train_labels, train.mask))
-      stats = [(cnt, jax.vmap(collapse.means_from_sums)(cnt, tot)) for cnt, tot in carry]
+      refs = _centres(forward, variables, train)
+      stats = _class_sums(train.x, lambda x: forward(variables, x), train_labels,
+                          train.mask, refs, C)
 
       def preds(_, x):
         logits, groups = forward(variables, x)
