@@ -246,12 +246,9 @@ def final_report_parts(module, summary: dict, workdir: str) -> tuple[str, str]:
 def _analyze(args, overrides) -> int:
   if overrides:
     raise ConfigError("analyze", f"unexpected arguments {overrides}")
-  from jaxdepth.engine import registry
   from jaxdepth.papers import reanalyze
   start_jax(args)
-  config = reanalyze.load_run_config(args.workdir)
-  summary = reanalyze.main(args.workdir)
-  module = registry.get(config.get("experiment", "collapse"))
+  module, summary = reanalyze.main(args.workdir)
   text, paths = final_report_parts(module, summary, args.workdir)
   if text:
     print(text, flush=True)

@@ -63,7 +63,8 @@ def _check_complete(workdir: str, config) -> None:
                         f"--workdir {workdir} first (analyze never trains)")
 
 
-def main(workdir: str) -> dict:
+def main(workdir: str):
+  """Re-run the finished experiment of ``workdir``; returns (its module, the summary)."""
   from jaxdepth.engine import registry
   config = load_run_config(workdir)
   name = config.get("experiment", "collapse")
@@ -73,4 +74,4 @@ def main(workdir: str) -> dict:
   _check_complete(workdir, config)
   module = registry.get(name)
   module.validate(config)
-  return module.run(config, workdir)
+  return module, module.run(config, workdir)
