@@ -27,5 +27,5 @@ def load_metrics(workdir: str, coordinates=None):
   return metrics.load(workdir, (*COORDINATES, "seed", *HPARAM_COORDINATES)
                       if coordinates is None else tuple(coordinates))
 # The supervised experiments' value hyperparameters, run axes when given several values
-# (papers/sgd.HPARAMS): coordinates of a metric record, not metrics.
+# (papers/sgd.HPARAMS is this tuple): coordinates of a metric record, not metrics.
 HPARAM_COORDINATES = ("lr", "weight_decay", "momentum", "warmup_epochs", "decay")

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdepth import nets
+from jaxdepth import nets, papers
 
 
 class TrainState(NamedTuple):
@@ -34,7 +34,7 @@ class RunKeys(NamedTuple):
 
 # The value hyperparameters a config may list as run axes (``--config.lr='(0.01,0.1)'``):
 # a number is one value, a tuple one value per point of the run grid.
-HPARAMS = ("lr", "weight_decay", "momentum", "warmup_epochs", "decay")
+HPARAMS = papers.HPARAM_COORDINATES  # lr, weight_decay, momentum, warmup_epochs, decay
 
 
 def values(config, field: str) -> tuple[float, ...]:
