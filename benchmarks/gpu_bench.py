@@ -1044,7 +1044,45 @@ class Bench:
                per_repeat=[x / y for x, y in zip(an, ep)])
     log(f"[row 5] analysis {1e3 * out['analysis_s']:.1f} ms / epoch "
         f"{1e3 * out['epoch_s']:.1f} ms = {out['analysis_over_epoch']:.2f} epochs")
+    out["breakdown"] = self._row5_breakdown(v)
+    log(f"[row 5] breakdown {out['breakdown']}")
     return out
+
+  def _row5_breakdown(self, v):
+    """Where an analysis' time goes: the device program (with the copy to the host)
+    and the host finalize, with the Gram eigenvalues on the device or on the host."""
+    try:
+      from jaxdepth.measure import analysis
+    except ImportError as e:
+      return {"error": short_error(e)}
+    orig, mode0, got = analysis.finalize, analysis.EIGVALSH_ON, {}
+
+    def timed_finalize(out):
+      v.jax.block_until_ready(out)
+      t1 = time.perf_counter()
+      got["device_s"].append(t1 - got["t0"])
+      res = orig(out)
+      got["finalize_s"].append(time.perf_counter() - t1)
+      return res
+    res = {}
+    try:
+      analysis.finalize = timed_finalize
+      for mode in ("device", "host"):
+        analysis.EIGVALSH_ON = mode
+        got.update(device_s=[], finalize_s=[])
+        for r in range(self.a.repeats + 1):  # the first call warms this mode up
+          with v.ctx():
+            v.jax.block_until_ready(v.state)
+            got["t0"] = time.perf_counter()
+            v.prog.analyze(v.state, v.labels, v.chosen)
+        res[f"eig_{mode}"] = {"total_s": med([d + f for d, f in zip(
+            got["device_s"][1:], got["finalize_s"][1:])]),
+            "device_s": med(got["device_s"][1:]), "finalize_s": med(got["finalize_s"][1:])}
+    except Exception as e:  # noqa: BLE001 - a breakdown must not lose the row
+      res["error"] = short_error(e)
+    finally:
+      analysis.finalize, analysis.EIGVALSH_ON = orig, mode0
+    return res
 
 
 # ============================================================================ output
@@ -1117,6 +1155,12 @@ def markdown(res) -> str:
                    f"{1e3 * a5['analysis_s']:.1f} ms, one epoch {1e3 * a5['epoch_s']:.1f} ms: "
                    f"**{a5['analysis_over_epoch']:.2f} epochs** (first call, with compile: "
                    f"{a5['first_analysis_s']:.1f} s)")
+      for mode, b in sorted((a5.get("breakdown") or {}).items()):
+        if isinstance(b, dict):
+          lines.append(f"- {mode.replace('eig_', 'Gram eigenvalues on the ')}: "
+                       f"{1e3 * b['total_s']:.1f} ms = device program "
+                       f"{1e3 * b['device_s']:.1f} ms + host finalize "
+                       f"{1e3 * b['finalize_s']:.1f} ms")
   ratios = []
   for key, r in [("1", rows.get("1_big_mlp"))] + \
       [("2", r) for r in (rows.get("2_small_mlps") or {}).values()] + \
