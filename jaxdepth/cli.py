@@ -6,6 +6,8 @@
   jaxdepth list                      (every packaged config and its variants)
   jaxdepth bound --workdir runs/bound [--eps 0.01] [--alpha 0.1] [--p 0.1 0.2]
   jaxdepth analyze --workdir runs/qs      # every current metric, from the checkpoints
+  jaxdepth table --table quickstart --workdir runs/qs [--check README.md]
+                                          # a README/docs results table, from summary.json
 
 Bad input (unknown field, value out of range, mismatched workdir) prints one line
 ``jaxdepth: error: config.FIELD: ...`` and exits with status 2 before any compute;
@@ -301,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
   b.add_argument("--p", type=float, nargs="+", default=None)
   b.add_argument("--out", default=None, help="output prefix (default WORKDIR/bound)")
   sub.add_parser("list", help="every packaged config, its variants and what it runs")
+  tb = sub.add_parser("table", help="regenerate a README/docs results table from a run "
+                      "(see python -m jaxdepth.tools.tables --help)")
+  from jaxdepth.tools import tables  # stdlib only: no jax, no numpy at import
+  tables.add_arguments(tb)
   args, rest = parser.parse_known_args(argv)
   bad = [r for r in rest if not r.startswith("--config.")]
   if bad:
@@ -310,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
       if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
       return list_configs()
+    if args.command == "table":
+      if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+      return tables.run(args)
     return {"train": _train, "bound": _bound, "analyze": _analyze}[args.command](args, rest)
   except ConfigError as e:
     print(f"jaxdepth: error: {e}", file=sys.stderr)

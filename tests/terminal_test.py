@@ -129,3 +129,23 @@ def test_sigint_handler_first_sets_flag_second_raises():
     with pytest.raises(KeyboardInterrupt):  # no loop running: stop at once
       os.kill(os.getpid(), signal.SIGINT)
   assert not interrupt.requested()
+
+
+def test_piped_stderr_gets_one_line_per_phase_and_no_bar(tmp_path):
+  """stderr not a terminal (a log file, CI): no tqdm bar, one line per phase."""
+  p = subprocess.run([sys.executable, "-m", "jaxdepth", "train", "--config", "tiny",
+                      "--workdir", str(tmp_path / "w"), "--config.progress=True",
+                      "--config.plots=False"],
+                     cwd=ROOT, capture_output=True, text=True, timeout=300,
+                     env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "\r" not in p.stderr and "it/s" not in p.stderr and "step/s" not in p.stderr
+  lines = [ln for ln in p.stderr.splitlines() if ln.startswith("jaxdepth: train d=3 w=16: ")]
+  phases = [ln.split(": ", 2)[2] for ln in lines]
+  assert phases[0] == "compiling"
+  assert phases[1].startswith("training (first segment, compilation included: ")
+  assert phases.count("analysing at step 16 of 32") == 1  # eval_every 2 of 4 epochs
+  assert "writing checkpoint at step 32 of 32" in phases
+  assert phases[-1].startswith("done, 32 of 32 steps in ")
+  assert len(phases) == 7, phases  # compiling, training, 2 x (analysing, writing), done
+  assert "test acc" in p.stdout  # the table still goes to stdout

@@ -88,17 +88,22 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
         _say(f"jaxdepth: resuming from {unit} {start} of {total} ({checkpoint.subdir})")
   if on_resume is not None:
     on_resume(start)
-  if bar is not None:
-    bar.update(start * steps_per_segment)
+  if bar is not None:  # a PhaseLines (stderr not a terminal) counts them silently
+    getattr(bar, "resumed", bar.update)(start * steps_per_segment)
   last: dict = {}
+  phase = getattr(bar, "phase", None)  # PhaseLines: one line per analysis / checkpoint
 
   def do_evaluate(state, done):
+    if phase is not None:
+      phase("analysing")
     record = evaluate(state, done)
     if stream is not None and record is not None and "step" in record:
       stream.write(record)
     last["record"] = record
 
   def save(state, done):
+    if phase is not None:
+      phase("writing checkpoint")
     meta = {**checkpoint.meta(done), "segment": done, writers.SCHEMA_KEY: writers.SCHEMA}
     ck.save(done * checkpoint.steps_per_segment, checkpoint.to_host(state), meta)
 

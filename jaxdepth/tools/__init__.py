@@ -1,0 +1,1 @@
+"""Maintenance tools that read finished runs (no training): ``python -m jaxdepth.tools.tables``."""
