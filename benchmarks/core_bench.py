@@ -247,13 +247,6 @@ class StackedMLP:
   def parameters(self):
     return self.weights + self.biases + self.scales + self.shifts
 
-  def load(self, params):
-    """Set the parameters from numpy arrays (w, b, scale, shift lists; for tests)."""
-    with self.torch.no_grad():
-      for dst, src in zip(self.parameters(), [*params["w"], *params["b"], *params["scale"],
-                                              *params["shift"]]):
-        dst.copy_(self.torch.as_tensor(src).reshape(dst.shape))
-
   def __call__(self, x):
     torch = self.torch
     h = x

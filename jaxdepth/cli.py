@@ -211,11 +211,6 @@ def resume_safe(module) -> tuple[str, ...]:
   return tuple(getattr(module, "RESUME_SAFE_FIELDS", papers.RESUME_SAFE_FIELDS))
 
 
-def final_report(module, summary: dict, workdir: str) -> str:
-  """The headline table of a finished run and the paths of what it wrote."""
-  return "\n".join(p for p in final_report_parts(module, summary, workdir) if p)
-
-
 def final_report_parts(module, summary: dict, workdir: str) -> tuple[str, str]:
   """(the headline table with its diverged-runs note: for stdout, the lines naming
   what the run wrote: for stderr)."""

@@ -11,7 +11,7 @@ from jaxdepth.measure import collapse
 
 
 def np_cdnv(f, y, C):
-  """Spec §3.1 in float64 numpy, pairs looped explicitly."""
+  """docs/definitions.md, "CDNV", in float64 numpy, pairs looped explicitly."""
   f = np.asarray(f, np.float64)
   mus, vars_ = {}, {}
   for c in range(C):
@@ -59,7 +59,8 @@ def test_metrics_match_numpy_float64(blobs):
 
 
 def test_nearly_collapsed_float32_is_accurate():
-  # Spec §15.1: |mu| = 100, within-class std 1e-3; single-pass float32 returns 0 here.
+  # The two-pass variance of docs/definitions.md, "CDNV": |mu| = 100, within-class
+  # std 1e-3; single-pass float32 returns 0 here.
   rng = np.random.default_rng(1)
   C, D, n = 4, 128, 400
   mu = rng.normal(size=(C, D))
@@ -122,7 +123,7 @@ def test_coincident_means_are_degenerate_not_nan():
   want = np.mean([(var[i] + var[2]) / (2 * np.sum((mu[i] - mu[2]) ** 2)) for i in (0, 1)])
   assert float(res.value) == pytest.approx(want)
   only = collapse.cdnv_from_stats(st.counts_C[:2], st.means_CxD[:2], st.m2_C[:2])
-  assert np.isnan(float(only.value))  # no valid pair left: NaN by spec §3.4
+  assert np.isnan(float(only.value))  # no valid pair left: NaN (definitions.md, "CDNV")
 
 
 def test_effective_depth_first_and_suffix():

@@ -32,12 +32,12 @@ def test_ac7_diagonal_networks(tmp_path):
   assert all(r["off_support_crossed"] <= 12 for r in ac7[3])
 
 
-# AC8 (spec §7) is stated for 3 seeds, but each of its outcomes is a per-seed random
-# event.  An independent plain-NumPy float64 GD of the AC8 setup (``_numpy_conv_gd``)
-# on ``np.random.default_rng(seed)`` streams (x first, then the N weight vectors) gives
-# the spec's observed values exactly for seeds 0-2 (depth-1 mass 0.658; cos 0.789 /
-# 0.960 / 0.988 for N = 1 / 2 / 3 at sigma0 = 1e-3; k = 3 first in 3/3 seeds), and
-# jaxdepth's model and trainer reproduce that GD step for step on the same draws (the
+# AC8 (docs/definitions.md, "Acceptance checks") is stated for 3 seeds, but each of its
+# outcomes is a per-seed random event.  An independent plain-NumPy float64 GD of the AC8
+# setup (``_numpy_conv_gd``) on ``np.random.default_rng(seed)`` streams (x first, then the
+# N weight vectors) gives AC8's recorded values exactly for seeds 0-2 (depth-1 mass 0.658;
+# cos 0.789 / 0.960 / 0.988 for N = 1 / 2 / 3 at sigma0 = 1e-3; k = 3 first in 3/3 seeds),
+# and jaxdepth's model and trainer reproduce that GD step for step on the same draws (the
 # two ``reference_stream`` tests below): there is no implementation discrepancy.  Over
 # more seeds the same reference gives, per seed: depth-1 mass <= 0.8 in 33/40 seeds
 # (0.65-0.89); depth-3 mass >= 0.95 in 168/199; k = 3 first at sigma0 = 0.01 in 151/200
@@ -68,7 +68,7 @@ AC8_FREQS, AC8_D, AC8_N = (3.0, 4.0, 6.0, 12.0), 50, 100
 
 
 def _numpy_teacher(d: int = AC8_D) -> np.ndarray:
-  """rfft coefficients 0-3 = (3, 4, 6, 12), irfft to length d, unit norm (spec §5.4)."""
+  """rfft coefficients 0-3 = (3, 4, 6, 12), irfft to length d, unit norm (AC8's teacher)."""
   c = np.zeros(d // 2 + 1, complex)
   c[:4] = AC8_FREQS
   w = np.fft.irfft(c, n=d)
@@ -166,7 +166,7 @@ def _jaxdepth_on_reference_stream(seeds, depth: int, scales, record_every: int):
     data = diag.ClsData(*(jnp.asarray(np.stack([st[i] for st in streams])) for i in (0, 1, 0, 1)))
     z_SxNxD = jnp.asarray(np.stack([st[2] for st in streams]))
 
-    def init(z, s0, data):  # the seed's unit normals (passed as the "key"), scaled as §5.4
+    def init(z, s0, data):  # the seed's unit normals (passed as the "key"), scaled as AC8
       s = (1.5 * s0) ** (1.0 / depth) * d ** ((depth - 1) / (2 * depth)) / d
       return models.CircConv(z[:-1] * s, z[-1] * s)
 
@@ -202,7 +202,7 @@ def test_ac8_spec_values_on_reference_stream():
     for j, s0 in enumerate(scales):
       got[depth, s0] = [cc.freq_record(betas[i][j], w_star, 4, res.cross_t_SxIxAxK[i, j, 0],
                                        st[0], st[1]) for i, st in enumerate(streams)]
-  # §5.4's numbers are those of sigma0 = 1e-3 (depth 1 does not depend on sigma0): seed 0
+  # AC8's recorded numbers are those of sigma0 = 1e-3 (depth 1 does not depend on sigma0): seed 0
   # cos 0.789 / 0.960 / 0.988 and depth-1 mass 0.658 ("0.79 / 0.96 / 0.99", "0.66");
   # masses 0.949-0.994 for depth 2 ("0.95 to 0.99") and 0.985-1.000 for depth 3 ("0.98
   # to 1.00").  (At sigma0 = 0.01 seed 0 has depth-2 mass 0.942 and cos 0.955.)

@@ -1,4 +1,5 @@
-"""Critical initialization by quadrature and bisection: spec AC4 and the §4.3 table."""
+"""Critical initialization by quadrature and bisection: AC4 and its table
+(docs/definitions.md, "Critical initialization" and "Acceptance checks")."""
 
 import math
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from jaxdepth.papers.incremental import critical
 
-SPEC = np.array([  # spec §4.3: rows r = 0.5, 0.8, 0.9, 0.95; columns N = 2, 3, 4, 6, 10
+SPEC = np.array([  # AC4's table: rows r = 0.5, 0.8, 0.9, 0.95; columns N = 2, 3, 4, 6, 10
     [3.4e-4, 7.2e-3, 1.2e-2, 1.7e-2, 2.0e-2],
     [8.5e-10, 7.8e-4, 2.8e-3, 5.9e-3, 8.9e-3],
     [2.6e-19, 1.1e-4, 7.4e-4, 2.2e-3, 4.0e-3],

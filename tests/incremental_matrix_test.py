@@ -14,15 +14,16 @@ from jaxdepth.papers.incremental import metrics, models, runner
 # plateaus.  Over jaxdepth's seeds 0-15 (and over NumPy default_rng streams) single runs
 # fail some part in most seeds: depth 3 reaches 90% of a value late on a biased plateau
 # (next_frac 0.7-1.15 in 6/16 seeds), depth 4 has not finished the 4th value in 3/16,
-# and the depth-2 first pair, which the spec observed at 0.93, is bimodal (>= 0.3 in
+# and the depth-2 first pair, recorded at 0.93 when AC5 was written, is bimodal (>= 0.3 in
 # 6/16 seeds; median 0.22).  The toy theory predicts the first pair IS incremental at
-# depth 2 (critical sigma0 3.4e-4 > 1e-4 for r = 0.5, §4.3), and the spec's own
+# depth 2 (critical sigma0 3.4e-4 > 1e-4 for r = 0.5, AC4's table), and the
 # paper-scale table has it at 0.06.  So this test runs the AC5 setup over 8 seeds in
 # one vmapped program per depth and asserts the thresholds on the typical (median)
 # run; (c) is asserted as "depth 2 is not epsilon-incremental" (some consecutive pair
-# has next_frac >= 0.3), which is what the spec's expectation says in words
+# has next_frac >= 0.3), which is what AC5 expects in words
 # ("values are learned together, not incrementally").  The literal (c) is asserted on
-# the spec's kind of stream (NumPy default_rng(0)) in test_ac5c_literal_on_the_reference_stream.
+# the recorded kind of stream (NumPy default_rng(0)) in
+# test_ac5c_literal_on_the_reference_stream.
 AC5_SEEDS = 8
 
 

@@ -1,4 +1,4 @@
-"""Deep toy model vs OMP (spec §5.5), and the OMP implementation itself."""
+"""Deep toy model vs OMP (docs/definitions.md, "Models"), and the OMP implementation itself."""
 
 import numpy as np
 

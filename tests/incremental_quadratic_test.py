@@ -82,7 +82,7 @@ def test_trainer_matches_numpy_gd_on_reference_stream():
 
 
 def test_ac6_on_the_reference_stream():
-  """AC6 at its thresholds on the spec's seeds 0-3 (spec §5.2 table, to 50 steps)."""
+  """AC6 at its thresholds on seeds 0-3 (its recorded table, to 50 steps)."""
   t50_b, mse_b = _run_reference(True)
   t50_n, mse_n = _run_reference(False)
   # With a bias started at mean(y): t50 strictly increasing in >= 3 of 4 seeds (all 4 here:

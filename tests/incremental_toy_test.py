@@ -11,7 +11,8 @@ TARGETS = (12.0, 6.0, 4.0, 3.0)
 
 
 def test_ac1_order_and_time_scaling():
-  """AC1: GD on u with the spec §6 lr, float64, every step; N in 1..4, sigma0 in 1e-3..1e-6."""
+  """AC1: GD on u with the lr of docs/definitions.md "Models", float64, every step;
+  N in 1..4, sigma0 in 1e-3..1e-6."""
   ac1 = {}
   with jax.enable_x64(True):
     for n in (1, 2, 3, 4):
@@ -71,7 +72,8 @@ def test_streaming_crossings_equal_trajectory_reference():
 
 
 def test_gd_matches_gradient_flow_closed_form_depth2():
-  """N = 2: sigma(t) = s* / (1 + (s*/s0 - 1) e^{-4 s* t}) (spec §4.1), small lr."""
+  """N = 2: sigma(t) = s* / (1 + (s*/s0 - 1) e^{-4 s* t}) (gradient flow,
+  docs/definitions.md "Models"), small lr."""
   with jax.enable_x64(True):
     lr = toy.toy_lr(2, (2.0,), factor=0.005)
     res, lr = toy.train_toy((2.0,), 2, (1e-3,), steps=4000, lr=lr, log_every=100)

@@ -54,3 +54,36 @@ def test_analyze_refuses_an_unfinished_run(tmp_path, capsys):
   shutil.rmtree(wd)
   assert cli.main(["analyze", "--workdir", wd]) == 2
   assert "holds no run" in capsys.readouterr().err
+
+
+def test_analyze_of_damaged_or_missing_checkpoints_refuses_in_one_line(tmp_path, capsys):
+  """A damaged newest step (metadata garbled, arrays missing) ends in the restore's one
+  line (exit 2, step set aside, nothing trained); so does a program that never saved."""
+  wd = str(tmp_path / "w")
+  assert cli.main(["train", "--config", "configs/tiny.py", "--workdir", wd,
+                   "--config.epochs=2"]) == 0
+  (tag,) = os.listdir(os.path.join(wd, "checkpoints"))
+  (step,) = os.listdir(os.path.join(wd, "checkpoints", tag))
+  for kind in ("metadata", "missing-files", "never-saved"):
+    w = str(tmp_path / kind)
+    shutil.copytree(wd, w)
+    ck = os.path.join(w, "checkpoints", tag)
+    if kind == "metadata":
+      open(os.path.join(ck, step, "meta", "metadata"), "w").write("{not json")
+    elif kind == "missing-files":
+      shutil.rmtree(os.path.join(ck, step, "state"))
+    else:
+      shutil.rmtree(os.path.join(ck, step))
+    metrics = open(os.path.join(w, "metrics.jsonl")).read()
+    capsys.readouterr()
+    assert cli.main(["analyze", "--workdir", w]) == 2, kind
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert len(err) == 1, (kind, err)
+    if kind == "never-saved":
+      assert f"checkpoints/{tag} stops at epoch 0 of 2" in err[0]
+      assert "analyze never trains" in err[0] and os.listdir(ck) == []
+    else:
+      assert err[0].startswith(f"jaxdepth: error: no readable checkpoint in {ck} "), err
+      assert f"{step}.unreadable-{kind}-" in err[0]
+      assert not [n for n in os.listdir(ck) if n.isdigit()]  # set aside, none written
+    assert open(os.path.join(w, "metrics.jsonl")).read() == metrics, kind

@@ -1,26 +1,21 @@
 """Every orbax call of jaxdepth lives here.
 
-Checkpoints are pure array trees (``StandardSave``) plus JSON metadata (``JsonSave``),
-so they restore without any model code: the offline bound calculator relies on this.
+Checkpoints are pure array trees (``StandardSave``) plus JSON metadata (``JsonSave``), so
+they restore without any model code: the offline bound calculator relies on this.
 
-Damaged checkpoints are not fatal. :meth:`Checkpointer.restore` (and
-:meth:`Checkpointer.restore_latest_readable`) try the steps newest first; a step
-that cannot be read is reported in one warning line naming the step and the reason
-(array data, metadata, missing files, no commit marker), renamed aside to
-``<step>.unreadable-<reason>-<time>`` (which orbax does not list as a step, so
-nothing is lost and nothing is read again), and the next older step is tried.
-In a multi-process job the processes agree on each step (one collective) and only
-process 0 renames it, after every process has finished reading it.
-When steps exist but none is readable, :class:`CheckpointUnreadable` (a one-line
-ConfigError: exit 2 from the CLI). A save that fails (disk full, permission)
-removes its partial step and raises :class:`CheckpointWriteError` (an OSError
-naming the step directory and errno); the previous steps stay readable.
+Damaged checkpoints are not fatal: restoring tries the steps newest first, warns in one
+line about each unreadable one (the step, the reason) and renames it aside to
+``<step>.unreadable-<reason>-<time>`` (orbax does not list it; nothing is lost or read
+again); when none is readable, :class:`CheckpointUnreadable` (a one-line ConfigError: exit 2
+from the CLI). A failed save removes its partial step and raises
+:class:`CheckpointWriteError`; the previous steps stay readable. :func:`newest_meta` reads
+the newest step's metadata without checking or moving anything.
 
-Only orbax's public API is used and no error text is interpreted. A step is
-unreadable when its files differ from the list (size, CRC-32) ``save`` wrote into
-it, or when restoring it raises anything (but a ``target`` it does not fit). A failed
-save's errno is an OSError's in the error's cause/context chain, else what the
-directory answers (a probe write's OSError, or too little free space: ENOSPC).
+Only orbax's public API is used and no error text is interpreted. A step is unreadable when
+its files differ from the list (size, CRC-32) ``save`` wrote into it, or when restoring it
+raises anything (but a ``target`` it does not fit). A failed save's errno is an OSError's in
+the error's cause/context chain, else what the directory answers (a probe write's OSError,
+or too little free space: ENOSPC).
 """
 
 from __future__ import annotations
@@ -149,10 +144,8 @@ def _names(paths: list[str], most: int = 3) -> str:
 
 
 class Checkpointer:
-  """Periodic and final checkpoints of ``(arrays, metadata)`` under ``DIR/checkpoints``.
-
-  ``aside_dir`` is where unreadable steps are moved (default: next to the steps).
-  """
+  """Periodic and final checkpoints of ``(arrays, metadata)`` under ``DIR/checkpoints``;
+  ``aside_dir`` is where unreadable steps are moved (default: next to the steps)."""
 
   def __init__(self, workdir: str, max_to_keep: int | None = 2, subdir: str = "checkpoints",
                aside_dir: str | None = None):
@@ -299,10 +292,8 @@ class Checkpointer:
       raise _Damaged("metadata", f"metadata unreadable ({short(e)})") from e
     if not isinstance(meta, dict):
       raise _Damaged("metadata", f"metadata is a {type(meta).__name__}, not an object")
-    state_args = (ocp.args.StandardRestore(target) if target is not None
-                  else ocp.args.StandardRestore())
     try:
-      state = self._restore_items(step, state=state_args)["state"]
+      state = self._restore_items(step, state=ocp.args.StandardRestore(target))["state"]
     except Exception as e:
       if target is not None and self._readable(step):
         raise  # the step reads without the target: the target is wrong, not the step
@@ -310,11 +301,9 @@ class Checkpointer:
     return step, state, dict(meta)
 
   def _readable(self, step: int) -> bool:
-    try:
-      self._restore_items(step, state=ocp.args.StandardRestore())
-    except Exception:
-      return False
-    return True
+    with contextlib.suppress(Exception):
+      return self._restore_items(step, state=ocp.args.StandardRestore()) is not None
+    return False
 
   def _move_aside(self, step: int, slug: str) -> str:
     os.makedirs(self.aside_dir, exist_ok=True)
@@ -330,11 +319,9 @@ class Checkpointer:
   def restore_latest_readable(self, target: Any = None, required: bool = True
                               ) -> tuple[int, Any, dict] | None:
     """(step, state, meta) of the newest readable step; None if no step was saved.
-
-    Unreadable steps are warned about (one line each) and renamed aside. When no
-    step is readable and some are (or were earlier) set aside: CheckpointUnreadable
-    if ``required``, else None (the caller recomputes what the checkpoint held).
-    """
+    Unreadable steps are warned about (one line each) and renamed aside. When no step is
+    readable and some are (or were earlier) set aside: CheckpointUnreadable if
+    ``required``, else None (the caller recomputes what the checkpoint held)."""
     moved = []  # (step, reason, new name)
 
     def report(outcome: str) -> None:
@@ -375,13 +362,10 @@ class Checkpointer:
 
   def restore(self, step: int | None = None, target: Any = None) -> tuple[int, Any, dict] | None:
     """Returns (step, state, meta) of ``step`` (default: the newest readable), or None
-    if none was saved.
-
-    With ``target`` (a tree of arrays or ShapeDtypeStructs) the state comes back
-    with that structure and sharding; without it, as plain arrays (no model code).
-    An explicit ``step`` that cannot be read raises CheckpointUnreadable (nothing
-    is moved).
-    """
+    if none was saved. With ``target`` (a tree of arrays or ShapeDtypeStructs) the state
+    comes back with that structure and sharding; without it, as plain arrays (no model
+    code). An explicit ``step`` that cannot be read raises CheckpointUnreadable (nothing
+    is moved)."""
     if step is None:
       return self.restore_latest_readable(target)
     try:
@@ -398,3 +382,17 @@ class Checkpointer:
 def has_checkpoints(workdir: str, subdir: str = "checkpoints") -> bool:
   d = os.path.join(workdir, subdir)
   return os.path.isdir(d) and any(name.isdigit() for name in os.listdir(d))
+
+
+def newest_meta(directory: str) -> tuple[int, dict | None] | None:
+  """Read-only (nothing created, checked or moved): (the newest step in ``directory``, its
+  metadata or None if that cannot be read), or None without steps."""
+  step = meta = None
+  if os.path.isdir(directory):
+    opts = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    with _quiet_orbax(), contextlib.closing(
+        ocp.CheckpointManager(directory, options=opts, item_names=ITEMS)) as mngr:
+      step = mngr.latest_step()
+      with contextlib.suppress(Exception):  # unreadable: a restore will tell why
+        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  return None if step is None else (step, dict(meta) if isinstance(meta, dict) else None)

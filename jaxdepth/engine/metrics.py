@@ -53,9 +53,6 @@ class MetricsLog:
   def stream(self, **key) -> _Stream:
     return _Stream(self, tuple(key.get(f) for f in self.key_fields), key)
 
-  def last_step(self, **key) -> int:
-    return self._last.get(tuple(key.get(f) for f in self.key_fields), -1)
-
   def _tensorboard(self, fields: Mapping[str, Any], record: Mapping[str, Any]) -> None:
     if self.tb_fields is None:
       return

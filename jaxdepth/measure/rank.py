@@ -134,11 +134,6 @@ def gram_entropy_rank(phi_xNxK: jax.Array, center: bool = False,
   return entropy_from_singular_values(s_xK * s_xK, tol)
 
 
-def gram_erank(phi_xNxK: jax.Array, center: bool = False) -> jax.Array:
-  """exp(rho(Phi Phi^T))."""
-  return jnp.exp(gram_entropy_rank(phi_xNxK, center))
-
-
 def entropy_rank64(a_xMxN, tol: float | None = None) -> np.ndarray:
   """Float64 rho computed eagerly on the host side of JAX (numpy result).
 

@@ -11,7 +11,6 @@ gains no line (its steps are logged already).
 
 from __future__ import annotations
 
-import json
 import os
 
 from jaxdepth.engine import writers
@@ -42,20 +41,22 @@ def load_run_config(workdir: str):
 
 
 def _check_complete(workdir: str, config) -> None:
-  """Every program's newest checkpoint must be its last epoch."""
+  """Every program's newest checkpoint must be its last epoch (read through
+  ckpt.newest_meta: nothing is checked, moved or written here)."""
+  from jaxdepth.engine import ckpt
   root = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(root):
     raise ConfigError("workdir", f"{workdir} has no checkpoints to analyse")
   for tag in sorted(os.listdir(root)):
     sub = os.path.join(root, tag)
-    steps = [int(s) for s in os.listdir(sub) if s.isdigit()] if os.path.isdir(sub) else []
-    if not steps or tag == "data":
+    if tag == "data" or not os.path.isdir(sub):
       continue
-    meta_path = os.path.join(sub, str(max(steps)), "meta", "metadata")
-    try:
-      meta = json.load(open(meta_path))
-    except (OSError, ValueError):
-      continue  # unreadable: the driver's fallback decides (and may retrain: refuse)
+    newest = ckpt.newest_meta(sub)
+    if newest is None and not any(ckpt.ASIDE_MARKER in n for n in os.listdir(sub)):
+      newest = (None, {"segment": 0})  # started, never saved: it would train from scratch
+    # Metadata unreadable, or every step set aside: the driver's restore decides (it
+    # reports an unreadable step in one line and refuses when none is left).
+    meta = (newest and newest[1]) or {}
     done = meta.get("segment", meta.get("epoch"))
     if done is not None and done < config.epochs:
       raise ConfigError("workdir", f"{workdir}: checkpoints/{tag} stops at epoch {done} of "

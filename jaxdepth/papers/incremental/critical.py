@@ -70,7 +70,8 @@ def critical_sigma0(r: float, depth: float, eps: float = 0.1, iters: int = 60) -
 
 
 def approx_sigma0(r: float, depth: int, eps: float = 0.1) -> float:
-  """The §4.2 approximations (N = 2: exponential in 1/(1-r); N >= 3: polynomial)."""
+  """The closed-form approximations (N = 2: exponential in 1/(1-r); N >= 3: polynomial;
+  docs/definitions.md, "Critical initialization")."""
   if depth == 2:
     return ((eps / (1 - eps)) ** (1 + r) * r) ** (1 / (1 - r))
   return eps * r * (1 - r) ** (depth / (depth - 2))

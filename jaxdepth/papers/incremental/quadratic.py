@@ -5,7 +5,7 @@ Teacher M* with eigenvalues
 ``targets`` (W* = diag(sqrt(targets))), x ~ N(0, I), y = x^T M* x; W(0) =
 sqrt(sigma0) Q (Q orthogonal, so M(0) = sigma0 I); loss mean (f - y)^2 (no 1/2).
 Two variants per run, from ``bias_modes``: no bias, and a trainable bias started at
-mean(y) (authors' code; it cancels the trace coupling of §5.2).  Depth is 2.
+mean(y) (authors' code; it cancels the trace coupling, docs/definitions.md "Models").  Depth is 2.
 """
 
 from __future__ import annotations

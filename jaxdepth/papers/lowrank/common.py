@@ -7,7 +7,6 @@ Row-vector convention throughout: y = x @ W_e with W_e = W_1 @ W_2 @ ... @ W_d
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -245,7 +244,3 @@ def plot_vs_depth(path: str, depths, panels: dict, hlines: dict | None = None) -
     ax.set_title(title)
     ax.legend(fontsize=7)
   return plotting.save(fig, path)
-
-
-def fig_path(workdir: str, name: str) -> str:
-  return os.path.join(workdir, name)
