@@ -2,8 +2,10 @@
 
   jaxdepth train --config your_model:tiny --workdir runs/mine          # digits, seconds
   jaxdepth train --config your_model --workdir runs/mine \\
-      --config.dataset=npz --config.data.path=my_data.npz \\
-      --config.model.module=my_pkg.models:MyNet --config.model.kwargs.width=128
+      --config.dataset=npz --config.data.path=my_data.npz              # your data
+
+For your own module, copy this file, set ``model.module`` and ``model.kwargs`` (the
+kwargs here are the example MLP's) and run ``jaxdepth train --config my_config.py``.
 
 ``model.module`` is ``package.module:Class`` (importable) or ``path/to/file.py:Class``;
 ``model.kwargs`` are the class's keyword arguments. The module's calling convention
