@@ -4,7 +4,8 @@
 
 Modules: base.py (the Dataset record), embedded.py (MNIST-1D, Gaussian mixtures,
 digits), tfds.py (TFDS image sets, read without TensorFlow; Fashion-MNIST falls back to
-idx.py, Debian's IDX files), labels.py (label noise,
+idx.py, Debian's IDX files), npz.py (a user's arrays: ``dataset="npz"``,
+``data.path``), labels.py (label noise,
 balanced samples), augment.py (training-time augmentation).
 """
 
@@ -20,9 +21,10 @@ __all__ = ["Dataset", "subsample", "EMBEDDED", "gaussian_mixture", "load_digits"
 
 
 def known_datasets() -> tuple[str, ...]:
-  """Embedded datasets, then those read through tensorflow-datasets."""
+  """Embedded datasets, a user's ``npz`` file, then those read through
+  tensorflow-datasets."""
   from jaxdepth.data.tfds import KNOWN_TFDS
-  return EMBEDDED + tuple(KNOWN_TFDS)
+  return (*EMBEDDED, "npz", *KNOWN_TFDS)
 
 
 def load(cfg) -> Dataset:
@@ -38,6 +40,9 @@ def load(cfg) -> Dataset:
   if name == "digits":
     return load_digits(seed=d.get("seed", 0), test_fraction=d.get("test_fraction", 0.25),
                        as_image=d.get("as_image", True))
+  if name == "npz":
+    from jaxdepth.data import npz
+    return npz.load_npz(d.get("path", None), d.get("num_classes", 0))
   from jaxdepth.data import tfds
   return tfds.load_images(name, data_dir=d.get("data_dir") or None,
                           download=bool(d.get("download", False)),

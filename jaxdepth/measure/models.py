@@ -70,45 +70,63 @@ def _natural_key(path):
   return [[int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))] for p in path]
 
 
-def _select(layers):
-  """Layer filter on module paths (a tuple of str/int)."""
+def select_layers(layers):
+  """Layer filter on module paths (a tuple of str/int): None (all), a callable, or a
+  list of names or glob patterns (``*`` matches within one path part: ``'Block_*'``
+  selects ``Block_0`` but not ``Block_0/Dense_0``)."""
   if layers is None:
     return lambda path: True
   if callable(layers):
     return layers
   names = {str(n) for n in layers}
-  return lambda path: "/".join(map(str, path)) in names
+  patterns = [re.compile(re.escape(n).replace(r"\*", "[^/]*")) for n in names if "*" in n]
+  return lambda path: ("/".join(map(str, path)) in names
+                       or any(p.fullmatch("/".join(map(str, path))) for p in patterns))
+
+
+# capture_intermediates filter: every module's __call__ output (the top module's own
+# output is its result: the logits).
+def capture_calls(mdl, name) -> bool:
+  return name == "__call__"
+
+
+def linen_layers(intermediates, keep) -> list[tuple[str, jax.Array]]:
+  """(name, output) of every captured submodule ``__call__`` whose path ``keep``
+  accepts, in the order the calls finished; a call returning several arrays gives
+  ``name:0``, ``name:1``, .... ``intermediates`` is the collection that
+  ``apply(..., capture_intermediates=capture_calls, mutable=["intermediates"])``
+  returned."""
+  out = []
+
+  def walk(node, path):
+    for k, v in node.items():  # insertion order = the order the calls finished
+      if k == "__call__":
+        if path and keep(path):
+          vals = [a for a in v if isinstance(a, jax.Array)]
+          for i, a in enumerate(vals):
+            name = "/".join(map(str, path)) + (f":{i}" if len(vals) > 1 else "")
+            out.append((name, a))
+      elif isinstance(v, Mapping):
+        walk(v, path + (k,))
+
+  walk(intermediates, ())
+  return out
 
 
 def _linen_forward(model, layers):
-  keep = _select(layers)
+  keep = select_layers(layers)
 
   def fwd(p, x):
-    logits, state = model.apply(
-        p, x, capture_intermediates=lambda mdl, name: name == "__call__",
-        mutable=["intermediates"])
-    out = []
-
-    def walk(node, path):
-      for k, v in node.items():  # insertion order = the order the calls finished
-        if k == "__call__":
-          if path and keep(path):
-            vals = [a for a in v if isinstance(a, jax.Array)]
-            for i, a in enumerate(vals):
-              name = "/".join(map(str, path)) + (f":{i}" if len(vals) > 1 else "")
-              out.append((name, a))
-        elif isinstance(v, Mapping):
-          walk(v, path + (k,))
-
-    walk(state.get("intermediates", {}), ())
-    return logits, out
+    logits, state = model.apply(p, x, capture_intermediates=capture_calls,
+                                mutable=["intermediates"])
+    return logits, linen_layers(state.get("intermediates", {}), keep)
 
   return fwd
 
 
 def _nnx_forward(model, layers):
   from flax import nnx
-  keep = _select(layers)
+  keep = select_layers(layers)
   graphdef, _ = nnx.split(model)
 
   def fwd(p, x):
@@ -217,7 +235,8 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
     x_train, y_train: (N, ...) inputs and (N,) integer labels.
     num_classes: C.
     x_test, y_test: optional test set: ``ncc_acc_test`` with the train class means.
-    layers: which layers (module docstring); default all submodule outputs.
+    layers: which layers (module docstring); default all submodule outputs. Names may
+      be glob patterns for linen and nnx (``'Block_*'``; ``*`` stays in one path part).
     classifier: for NC3, a parameter path (``'Dense_2/kernel'``; for linen looked up
       under ``'params'`` first) or a callable on one run's params, giving W as (C, D)
       or (D, C) (a square path-given W is read as a flax (in, out) kernel). NC3 is

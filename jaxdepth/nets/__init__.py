@@ -4,7 +4,8 @@
 
 Families: ``mlp`` (mlp.py), ``conv`` (conv.py, CONV-L-H), ``resnet18_top`` (trunks.py),
 ``overparam`` (expanded.py over overparam.py, linear over-parameterization collapsed in
-apply). BatchNorm and weight initialization of all of them: layers.py.
+apply), ``flax`` (flax_module.py: a user's linen Module, ``model.module =
+"pkg.mod:Class"``). BatchNorm and weight initialization of the built-in ones: layers.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ FAMILIES = {
     "resnet18_top": "jaxdepth.nets.trunks:build_resnet18_top",
     # linearly over-parameterized MLP / CONV-L-H, collapsed in apply (Huh et al.)
     "overparam": "jaxdepth.nets.expanded:build_family",
+    # a user's flax linen Module named by import path (model.module, model.kwargs)
+    "flax": "jaxdepth.nets.flax_module:build_flax",
 }
 
 

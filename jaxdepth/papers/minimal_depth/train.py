@@ -84,6 +84,11 @@ def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
   module = nets.family_module(config.family)
   if hasattr(module, "validate_model"):
     module.validate_model(model_cfg(config, config.depth, config.width))
+  if config.dataset == "npz":  # a user's arrays: read and checked, then the model's fit
+    from jaxdepth.data import npz
+    shape, num_classes = npz.check(config.data)
+    for d, w in shapes_:
+      nets.build(model_cfg(config, d, w), shape, num_classes)
   from jaxdepth.data import tfds as tfds_data
   if config.dataset in tfds_data.KNOWN_TFDS:
     # Offline and not prepared: one line naming the dataset, dir and command.
@@ -100,6 +105,10 @@ def validate(config) -> None:
   V.known_fields(config, FIELDS)
   V.integers(config, "sweep_depths", 1, nonempty=False)
   V.integers(config, "sweep_widths", 1, nonempty=False)
+  if config.family == "flax":  # a user's module: its kwargs say its size
+    for f in ("sweep_depths", "sweep_widths"):
+      V.require(not config[f], f, "must be empty for family 'flax' (the module's "
+                "model.kwargs set its size)")
   validate_common(config, shapes(config))
   V.integer(config, "num_seeds", 1)
   V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
@@ -396,6 +405,9 @@ def run(config, workdir: str) -> dict:
   coords = ("depth", "width", "seed", "label_noise", *hparam_coords(config))
   log = metrics.MetricsLog(workdir, ("kind", *coords), enabled=primary, tensorboard=coords)
   shapes_ = shapes(config)
+  if config.family == "flax":  # a user's module: depth = its measured layers, no width
+    shapes_ = [(nets.build(model_cfg(config, 0, 0), ds.x_train.shape[1:],
+                           ds.num_classes).num_layers, 0)]
   spe = ds.x_train.shape[0] // config.batch_size
   bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
                          enabled=config.progress and primary)
