@@ -96,25 +96,7 @@ def _overrides(npz):
 
 
 @pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """A persistent compilation cache for this module: the resumed run compiles the same
-  programs as the straight one, so they are read back instead (about 2x less time)."""
-  from jax._src import compilation_cache
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  jax.config.update(names[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(names[1], 0)
-  jax.config.update(names[2], 0)
-  compilation_cache.reset_cache()
-  yield
-  for n, v in old.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def straight(npz_path, tmp_path_factory, compile_cache):
+def straight(npz_path, tmp_path_factory):
   """One uninterrupted CLI run: (workdir, summary)."""
   wd = str(tmp_path_factory.mktemp("straight") / "w")
   assert cli.main(["train", "--config", "your_model:tiny", "--workdir", wd,
