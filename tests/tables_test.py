@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxdepth import cli, configs
+from jaxdepth import cli
 from jaxdepth.tools import tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -105,7 +105,6 @@ def _nc_from_gram_jit():
 def _nc_host(st: dict) -> dict:
   """NC1/NC2 per run and layer from the streamed class statistics (host, float64): the
   definitions of measure/nc.py (nc_from_gram), with the cutoff of float32 features."""
-  from jaxdepth.measure import nc
   lead = st["nc_gram_train"].shape[:-2]
   flat = {k: np.asarray(v, np.float64).reshape(-1, *np.shape(v)[len(lead):])
           for k, v in st.items()}
@@ -183,8 +182,12 @@ def _class_sums(items, get, labels, mask, refs, C: int):
 
 
 def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
-                  rank_samples: int = 512, cache: bool = False):
+                  rank_samples: int = 512, cache: bool = False, classifier=None):
   """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
+
+  ``classifier``: None, or ``(layer, get_w)``: NC3 (``nc3_duality_train``, NaN at every
+  other layer) at flat layer index ``layer`` against ``get_w(variables)``, a (C, D)
+  classifier matrix (rows of absent classes left out, as in nc.collapse_metrics).
 
   ``train``/``test`` are Batched (shared by all runs); ``train_labels`` are the labels
   the run was trained on and ``corrupted`` marks the corrupted ones. vmap over runs.
@@ -296,7 +299,10 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
         _, gs = forward(variables, data.x.reshape(-1, *data.x.shape[2:])[:k])
       return [jax.vmap(gram_matrix)(g * m[None, :, None]) for g in gs]
 
-    return {
+    out = {}
+    if classifier is not None:
+      out["nc3_duality_train"] = _nc3(classifier, variables, ms, tr_stats)
+    return out | {
         "ncc_train_acc": ncc_train,
         "ncc_test_acc": corr_te[:, 0] / n_te,
         "ncc_train_acc_clean": corr_tr[:, 1] / jnp.maximum(n_tr - n_corrupt, 1),
@@ -326,6 +332,20 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
     }
 
   return analyze
+
+
+def _nc3(classifier, variables, ms, stats):
+  """(L,) NC3 = |W/|W|_F - M/|M|_F|_F at the classifier's layer, NaN elsewhere and
+  where fewer than 2 classes are present (nc.collapse_metrics' definition)."""
+  layer, get_w = classifier
+  sizes = [m_.shape[0] for m_ in ms]
+  g = int(np.searchsorted(np.cumsum(sizes), layer, side="right"))
+  i = layer - sum(sizes[:g])
+  m_CxD, present_C = ms[g][i], stats[g][0][i] > 0
+  w_CxD = jnp.where(present_C[:, None], jnp.asarray(get_w(variables), m_CxD.dtype), 0)
+  nc3 = jnp.linalg.norm(w_CxD / jnp.linalg.norm(w_CxD) - m_CxD / jnp.linalg.norm(m_CxD))
+  nc3 = jnp.where(present_C.sum() >= 2, nc3, jnp.nan)
+  return jnp.full((sum(sizes),), jnp.nan, m_CxD.dtype).at[layer].set(nc3)
 
 
 def _centred_means(cnt_LxC, mu_LxCxD):

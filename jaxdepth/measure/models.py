@@ -2,9 +2,9 @@
 
 ``analyze_model`` takes a model with R runs of parameters (a leading run axis on every
 parameter leaf), computes every layer's embeddings of the train (and test) set in
-fixed-size batches, and returns ``nc.collapse_metrics`` per run and per layer, the NCC
-test accuracy with the train class means, and the eps-effective depth. One jit per
-call, vmapped over the run axis.
+fixed-size batches, and returns the metrics of ``nc.collapse_metrics`` per run and per
+layer, the NCC test accuracy with the train class means, CDNV, effective rank and the
+eps-effective depth. One jit per call, vmapped over the run axis.
 
 Three kinds of model:
 
@@ -33,12 +33,15 @@ module output is what the module returns: for ``nn.Dense`` followed by ``nn.relu
 is the pre-activation (wrap the activation in a module, or use a plain callable, to
 measure post-activations).
 
-Memory and streaming (first version, honest bound): the forward pass runs in batches
-of ``batch_size`` (``lax.map`` over batches; the tail batch is zero-padded and its rows
-are sliced off, never dropped), but each layer's embeddings are then kept whole:
-R x N x D_l floats for one layer at a time (the forward pass is recomputed once per
-layer, so only one layer's features are live; XLA's scheduler decides the exact peak),
-plus the batch's activations. Class statistics are not yet accumulated over batches.
+Streaming: the metrics come from the trainer's analyzer (``measure/analysis.py``; one
+analysis path for built-in and user models): the data are cut into batches of
+``batch_size`` (the tail padded and masked, never dropped), and two passes accumulate
+per-class counts and sums, then within-class second moments, NCC decisions and the
+C x C statistics of NC1/NC2. Memory: one batch of every selected layer's embeddings per
+run, never a whole dataset's. Runs are vmapped and the whole measurement is one jitted
+program; the eigenvalues of the C x C and Gram matrices are taken on the host (CPU) in
+float64, as the trainer does. Each layer's metrics equal ``nc.collapse_metrics`` on that
+layer's whole feature matrix, to float32 rounding (tests/model_analysis_test.py).
 """
 
 from __future__ import annotations
@@ -49,9 +52,6 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import jaxdepth.measure.collapse as collapse
-from jaxdepth.measure import nc
 
 
 def _flax_kind(model) -> str:
@@ -210,21 +210,10 @@ def _orient(w, C, kernel_like):
   return w.T
 
 
-def _batched(fwd_fn, x, batch_size: int):
-  """Apply ``fwd_fn`` (a batch -> array (B, ...)) over x in batches; tail padded with
-  zeros and its rows sliced off."""
-  N = x.shape[0]
-  B = int(min(batch_size, N))
-  nb = -(-N // B)
-  pad = nb * B - N
-  xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-  ys = jax.lax.map(fwd_fn, xp.reshape(nb, B, *x.shape[1:]))
-  return ys.reshape(nb * B, *ys.shape[2:])[:N]
-
-
 def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=None,
                   y_test=None, layers=None, classifier=None, batch_size: int = 1024,
-                  eps: Sequence[float] = (0.01, 0.05, 0.1)) -> dict:
+                  eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int = 512
+                  ) -> dict:
   """Neural-collapse metrics of every layer of a model, per run (module docstring).
 
   Args:
@@ -242,14 +231,18 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
       or (D, C) (a square path-given W is read as a flax (in, out) kernel). NC3 is
       measured at the top layer: the last selected layer of width D, except that when
       D == C the last layer is skipped (it is the logits).
-    batch_size: rows per forward batch.
+    batch_size: rows per forward batch (the tail batch is padded and masked).
     eps: thresholds of the eps-effective depth.
+    rank_samples: the effective rank is that of the Gram matrix of the first
+      ``rank_samples`` examples of each split.
   Returns:
     dict of numpy arrays: for every key k of ``nc.collapse_metrics``, ``k + '_train'``
     of shape (R, L) (``counts_train``: (R, L, C)); ``nc3_duality_train`` is NaN except
     at ``nc3_layer`` (an int, or None without classifier); NC4 at every layer uses the
     model's own predictions (argmax of its logits); ``acc_train`` (R,) the model's
-    accuracy; with a test set ``ncc_acc_test`` (R, L) and ``acc_test`` (R,);
+    accuracy and ``loss_train`` (R,) its mean cross-entropy; ``rank_train`` (R, L) the
+    effective rank of the embeddings; with a test set ``ncc_acc_test``, ``cdnv_test``,
+    ``rank_test`` (R, L), ``acc_test`` and ``loss_test`` (R,);
     ``effective_depth`` {eps: (R,) int} from the per-layer NCC train errors
     (collapse.effective_depth with num_samples = N); ``layer_names`` (list of L str).
   """
@@ -308,44 +301,48 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
                        f"have widths {widths}")
     nc3_layer = cand[-1]
 
-  def layer_feats(p, x, l):
-    return _batched(lambda xb: fwd(p, xb)[1][l][1].reshape(xb.shape[0], -1), x,
-                    batch_size)
+  # One analysis path: the trainer's streamed analyzer (measure/analysis.py), with
+  # each selected layer as its own group of one layer.
+  from jaxdepth.measure import analysis
+  from jaxdepth.nets.base import Network
 
-  def logits_of(p, x):
-    return _batched(lambda xb: fwd(p, xb)[0], x, batch_size)
+  def apply(variables, x, train=False):
+    logits, embs = fwd(variables, x)
+    return logits, [e.reshape(1, e.shape[0], -1) for _, e in embs], None
 
-  def program(params, x_train, y_train, x_test, y_test):
-    pred_tr = jax.vmap(logits_of, (0, None))(params, x_train).argmax(-1)  # (R, N)
-    out = {"acc_train": jnp.mean(pred_tr == y_train[None], axis=1)}
-    if has_test:
-      pred_te = jax.vmap(logits_of, (0, None))(params, x_test).argmax(-1)
-      out["acc_test"] = jnp.mean(pred_te == y_test[None], axis=1)
-    per_layer = []
-    for l in range(L):
-      def one_run(p, pred, l=l):
-        f = layer_feats(p, x_train, l)
-        w = _orient(get_w(p), C, kernel_like) if l == nc3_layer else None
-        m = nc.collapse_metrics(f, y_train, C, classifier=w, predictions=pred)
-        if has_test:
-          with jax.default_matmul_precision("highest"):
-            st = collapse.class_stats(f, y_train, C)
-            means = jnp.where((st.counts_C > 0)[:, None], st.means_CxD + st.ref_D[None],
-                              0.0)
-            ft = layer_feats(p, x_test, l)
-            m["ncc_acc_test"] = collapse.ncc_accuracy(ft, y_test, means, st.counts_C)
-        return m
-      per_layer.append(jax.vmap(one_run)(params, pred_tr))
-    for k in per_layer[0]:
-      suffix = "" if k.endswith("_test") else "_train"
-      out[k + suffix] = jnp.stack([m[k] for m in per_layer], axis=1)  # (R, L, ...)
-    return out
-
-  res = jax.jit(program)(params, x_train, y_train, x_test, y_test)
+  cls = None if get_w is None else (
+      nc3_layer, lambda p: _orient(get_w(p), C, kernel_like))
+  analyzer = analysis.make_analyzer(Network(None, apply, L, tuple(names)), C,
+                                    tuple(float(e) for e in eps), int(rank_samples),
+                                    cache=False, classifier=cls)
+  B = int(max(1, min(batch_size, N)))
+  train = analysis.batch_pad(np.asarray(x_train), np.asarray(y_train), B)
+  if has_test:
+    test = analysis.batch_pad(np.asarray(x_test), np.asarray(y_test), B)
+  else:  # one masked-out row: the test metrics come out NaN and are dropped
+    test = analysis.Batched(np.asarray(x_train[:1])[None], np.zeros((1, 1), np.int32),
+                            np.zeros((1, 1), bool))
+  clean = np.zeros(train.y.shape, bool)
+  program = jax.jit(jax.vmap(analyzer, in_axes=(0, None, None, None, None)))
+  raw = jax.device_get(program(params, train, train.y, clean, test))
+  counts = np.asarray(raw["nc_counts_train"]).astype(np.int32)
+  fin = analysis.finalize(raw)
+  nan_RxL = np.full(counts.shape[:2], np.nan)
+  res = {"ncc_acc_train": fin["ncc_train_acc"], "cdnv_train": fin["cdnv_train"],
+         **{f"{k}_train": fin[f"{k}_train"] for k in (
+             "nc1", "nc1_ratio", "nc2_equinorm", "nc2_equiangular", "nc2_maxangle",
+             "nc2_etf_error")},
+         "nc3_duality_train": fin.get("nc3_duality_train", nan_RxL),
+         "nc4_agreement_train": fin["nc4_train"], "counts_train": counts,
+         "rank_train": fin["rank_train"], "acc_train": fin["train_acc"],
+         "loss_train": fin["train_loss"]}
+  if has_test:
+    res.update(ncc_acc_test=fin["ncc_test_acc"], cdnv_test=fin["cdnv_test"],
+               rank_test=fin["rank_test"], acc_test=fin["test_acc"],
+               loss_test=fin["test_loss"])
   res = {k: np.asarray(v) for k, v in res.items()}
-  err = 1.0 - res["ncc_acc_train"].astype(np.float64)
-  res["effective_depth"] = {e: np.asarray(collapse.effective_depth(err, e, N))
-                            for e in eps}
+  res["effective_depth"] = {e: np.asarray(fin["effective_depth"][:, j])
+                            for j, e in enumerate(eps)}
   res["layer_names"] = list(names)
   res["nc3_layer"] = nc3_layer
   return res
