@@ -63,6 +63,21 @@ def test_notebook_committed_clean_with_install_cell(path):
   compile(TransformerManager().transform_cell(first), "install cell", "exec")
 
 
+def test_library_selects_no_matplotlib_backend():
+  """Figures show inline in a notebook: no module but the CLI selects a backend, and
+  importing the plotting modules leaves the active one alone."""
+  for path in glob.glob(os.path.join(ROOT, "jaxdepth", "**", "*.py"), recursive=True):
+    if os.path.relpath(path, ROOT) != os.path.join("jaxdepth", "cli.py"):
+      with open(path) as f:
+        assert not re.search(r"matplotlib\.use\(|MPLBACKEND", f.read()), path
+  code = ("import matplotlib; matplotlib.use('svg')\n"
+          "import jaxdepth.engine.plotting, jaxdepth.papers.minimal_depth.figures\n"
+          "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  env.pop("MPLBACKEND", None)
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
 @pytest.fixture(scope="session")
 def wheel_kernel(tmp_path_factory):
   """A venv with jaxdepth installed from a wheel of this checkout, and a Jupyter kernel
@@ -125,6 +140,20 @@ def test_notebook_runs_from_wheel(path, wheel_kernel, tmp_path, monkeypatch):
   assert python == wheel_kernel["python"]
   assert os.path.realpath(jaxdepth_file).startswith(wheel_kernel["purelib"] + os.sep)
   assert not os.path.realpath(jaxdepth_file).startswith(ROOT + os.sep)
+
+  out = os.environ.get("JAXDEPTH_NOTEBOOK_OUT")   # keep the executed notebooks (debugging)
+  if out:
+    os.makedirs(out, exist_ok=True)
+    nbformat.write(nb, os.path.join(out, os.path.basename(path)))
+
+  for c in cells:  # no table both printed and displayed by one cell
+    printed = {l.strip() for o in c.outputs if o.output_type == "stream"
+               for l in o.text.splitlines() if len(l.strip()) > 10}
+    shown = [o.data.get(k, "") for o in c.outputs
+             if o.output_type in ("display_data", "execute_result")
+             for k in ("text/markdown", "text/html", "text/plain")
+             if o.output_type == "execute_result" or k != "text/plain"]
+    assert not [l for l in printed if any(l in t for t in shown)], c.source
 
   plotting = [c for c in cells[:-1] if PLOTTING.search(DEFINITION.sub("", c.source))]
   assert plotting
