@@ -264,6 +264,10 @@ def _bound(args, overrides) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   from jaxdepth.version import __version__
+  # The command draws only to files: a non-interactive backend, chosen here and not in
+  # the library (whose import leaves a notebook's inline backend alone). An environment
+  # variable, so that `jaxdepth list` still imports no matplotlib.
+  os.environ.setdefault("MPLBACKEND", "Agg")
   command = "jaxdepth " + shlex.join(sys.argv[1:] if argv is None else list(argv))
   argv = join_override_values(sys.argv[1:] if argv is None else list(argv))
   parser = argparse.ArgumentParser(prog="jaxdepth", description=__doc__,

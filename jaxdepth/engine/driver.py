@@ -130,5 +130,4 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
 
 def _say(line: str) -> None:
   """One line on stderr, above a progress bar if one is showing."""
-  from tqdm.auto import tqdm
-  tqdm.write(line, file=sys.stderr)
+  writers.tqdm_class().write(line, file=sys.stderr)

@@ -1,15 +1,18 @@
-"""Small matplotlib helpers shared by every experiment's figures (Agg, no display)."""
+"""Small matplotlib helpers shared by every experiment's figures (files, no display).
+
+The figures are ``matplotlib.figure.Figure`` objects, not pyplot ones: they are written
+to PNG files and never shown, with whatever backend is active, and importing this module
+selects no backend (a notebook keeps its inline one; the CLI picks Agg itself).
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: F401  (plotting.plt.get_cmap; selects no backend)
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def mean_band(ax, x, y_SxX, label=None, color=None, log=False, **kw):
@@ -32,8 +35,8 @@ def mean_band(ax, x, y_SxX, label=None, color=None, log=False, **kw):
 def subplots(n: int, ncols: int | None = None, size=(3.6, 3.0)):
   ncols = ncols or min(n, 4)
   nrows = int(np.ceil(n / ncols))
-  fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows),
-                           squeeze=False)
+  fig = Figure(figsize=(size[0] * ncols, size[1] * nrows))  # outside pyplot: never shown
+  axes = fig.subplots(nrows, ncols, squeeze=False)
   for ax in axes.flat[n:]:
     ax.set_visible(False)
   return fig, axes.flat[:n]
@@ -43,7 +46,6 @@ def save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 

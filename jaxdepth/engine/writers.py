@@ -382,13 +382,25 @@ def write_csv(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
       w.writerow({k: ("" if v is None else v) for k, v in r.items()})
 
 
+def tqdm_class():
+  """tqdm.auto's class: the notebook (widget) bar in a Jupyter/Colab kernel that has
+  ipywidgets, the plain text bar otherwise (without tqdm's warning about the widgets)."""
+  import warnings
+
+  from tqdm import TqdmWarning
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)  # 'IProgress not found': text bar
+    from tqdm.auto import tqdm
+  return tqdm
+
+
 def progress(total: int, desc: str, initial: int = 0, enabled: bool = True):
-  """A tqdm progress bar on stderr (disabled when not wanted); when stderr is not a
-  terminal (a log file, a pipe, CI) and not a notebook's, :class:`PhaseLines` instead:
-  one line per phase, no carriage-return bar updates."""
+  """A tqdm progress bar on stderr (disabled when not wanted; see tqdm_class); when
+  stderr is not a terminal (a log file, a pipe, CI) and not a notebook's,
+  :class:`PhaseLines` instead: one line per phase, no carriage-return bar updates."""
   if enabled and not _interactive_stderr():
     return PhaseLines(total, desc, initial)
-  from tqdm.auto import tqdm
+  tqdm = tqdm_class()
   return tqdm(total=total, desc=desc, initial=initial, disable=not enabled,
               file=sys.stderr, dynamic_ncols=True, unit="step")
 
