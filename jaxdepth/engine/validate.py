@@ -208,8 +208,8 @@ class Field:
       return ("each of " if self.kind == "strs" else "") + ", ".join(map(str, allowed))
     if self.low is None and self.high is None:
       return ""
-    if self.kind in ("int", "ints") and not self.low_open and self.high is None:
-      return f">= {self.low}"
+    if self.high is None:
+      return f"{'>' if self.low_open else '>='} {self.low}"
     return _interval(self.low, self.high, self.low_open, self.high_open)
 
 

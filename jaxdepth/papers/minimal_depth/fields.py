@@ -111,7 +111,7 @@ _COLLAPSE_FIELDS = (
           "the end)", low=1),
     Field("checkpoint_every", 10, "int", "epochs between checkpoints (and always at "
           "the end)", low=1),
-    Field("keep_checkpoints", 2, "int", "checkpoints kept per (depth, width)", low=1),
+    Field("keep_checkpoints", 2, "int", "checkpoints kept per program (the newest)", low=1),
     Field("augment", (), "strs", "training-only augmentation of images",
           choices=_augmentations, nonempty=False),
     Field("analysis_batch", 1000, "int", "batch size of the streamed per-layer analysis",
