@@ -10,7 +10,6 @@ import pytest
 
 from jaxdepth import cli, configs
 from jaxdepth.engine import registry
-from jaxdepth.engine import validate as V
 from jaxdepth.errors import ConfigError
 from jaxdepth.tools import fields as fields_tool
 

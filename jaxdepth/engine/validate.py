@@ -270,8 +270,7 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
 
 def check_known(config, fields: Sequence[Field], prefix: str = "") -> None:
-  """Reject fields (and subfields of closed dicts) the declaration does not name,
-  suggesting the nearest declared one."""
+  """Reject (sub)fields the declaration does not name, suggesting the nearest one."""
   by = field_map(fields)
   known = sorted(k[len(prefix):] for k in by if k.startswith(prefix)
                  and "." not in k[len(prefix):])
@@ -372,7 +371,7 @@ def table(fields: Sequence[Field]) -> str:
 class Schema:
   """An experiment's config, declared: its fields (:class:`Field`) and the rules that
   involve several fields (``checks``: functions ``config -> None`` raising
-  ConfigError, whose docstrings' first lines the docs table lists)."""
+  ConfigError; the docs list their docstrings' first paragraphs)."""
   experiment: str
   fields: tuple
   checks: tuple = ()
@@ -394,7 +393,8 @@ class Schema:
     if self.doc:
       parts += [self.doc, ""]
     parts.append(table(self.fields))
-    rules = [(c.__doc__ or c.__name__).strip().splitlines()[0] for c in self.checks]
+    rules = [" ".join((c.__doc__ or c.__name__).strip().split("\n\n")[0].split())
+             for c in self.checks]  # each docstring's first paragraph
     if rules:
       parts += ["", "Rules across fields:", ""] + [f"- {r}" for r in rules]
     return "\n".join(parts) + "\n"

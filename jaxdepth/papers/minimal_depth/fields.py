@@ -22,7 +22,6 @@ from __future__ import annotations
 from jaxdepth import papers
 from jaxdepth.engine import validate as V
 from jaxdepth.engine.validate import ABSENT, Field
-from jaxdepth.errors import ConfigError
 
 
 def _datasets() -> tuple[str, ...]:
@@ -134,7 +133,8 @@ def _num_train(config):
 
 
 def flax_size_from_module(config) -> None:
-  """family 'flax': sweep_depths and sweep_widths must be empty (model.kwargs sets the size)."""
+  """family 'flax': sweep_depths and sweep_widths must be empty (model.kwargs sets
+  the size)."""
   if config.family == "flax":
     for f in ("sweep_depths", "sweep_widths"):
       V.require(not config[f], f, "must be empty for family 'flax' (the module's "
@@ -159,7 +159,8 @@ COLLAPSE = V.Schema(
 
 # ------------------------------------------------------------------------- bound
 def one_value_per_hyperparameter(config) -> None:
-  """lr, weight_decay, momentum, warmup_epochs and decay take one value each (a value axis is a 'collapse' feature)."""
+  """lr, weight_decay, momentum, warmup_epochs and decay take one value each (a value
+  axis is a 'collapse' feature)."""
   for f in papers.HPARAM_COORDINATES:
     v = config[f]
     n = len(v) if isinstance(v, (tuple, list)) else 1
