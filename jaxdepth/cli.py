@@ -4,6 +4,7 @@
   jaxdepth train --config lowrank/volume:tiny --workdir runs/v   (NAME[:VARIANT])
   jaxdepth train --config my_config.py[:ARG] --workdir runs/mine (your own file)
   jaxdepth list                      (every packaged config and its variants)
+  jaxdepth fields                    (every config field: default, type, allowed values)
   jaxdepth bound --workdir runs/bound [--eps 0.01] [--alpha 0.1] [--p 0.1 0.2]
   jaxdepth analyze --workdir runs/qs      # every current metric, from the checkpoints
   jaxdepth table --table quickstart --workdir runs/qs [--check README.md]
@@ -302,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
   b.add_argument("--p", type=float, nargs="+", default=None)
   b.add_argument("--out", default=None, help="output prefix (default WORKDIR/bound)")
   sub.add_parser("list", help="every packaged config, its variants and what it runs")
+  fl = sub.add_parser("fields", help="every config field: default, type, allowed values "
+                      "(docs/config_fields.md)")
+  fl.add_argument("--experiment", default=None, help="one experiment's table (default: all)")
+  fl.add_argument("--write", default=None, metavar="FILE",
+                  help="write the markdown to FILE instead of printing it")
   tb = sub.add_parser("table", help="regenerate a README/docs results table from a run "
                       "(see python -m jaxdepth.tools.tables --help)")
   from jaxdepth.tools import tables  # stdlib only: no jax, no numpy at import
@@ -315,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
       if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
       return list_configs()
+    if args.command == "fields":
+      if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+      from jaxdepth.tools import fields
+      return fields.run(args)
     if args.command == "table":
       if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -32,47 +32,20 @@ from jaxdepth.engine import ckpt, devices, driver, writers
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers import sgd
-from jaxdepth.papers.minimal_depth import bounds, train
+from jaxdepth.papers.minimal_depth import bounds, fields, train
 
 EXPERIMENT = "bound"
 
 FORMAT = 1  # checkpoint layout version read by bound_main
-FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnorm",
-          "init", "model", "seed", "m", "num_draws", "num_clean_seeds",
-          "num_noisy_seeds", "p", "control", "noise_mode", "alpha", "eps", "epochs", "batch_size",
-          "lr", "momentum", "weight_decay", "warmup_epochs", "schedule", "milestones",
-          "decay", "checkpoint_every", "keep_checkpoints", "analysis_batch",
-          "rank_samples", "shard_runs", "progress")
+# The fields, their defaults and rules: fields.BOUND (docs/config_fields.md).
+SCHEMA = fields.BOUND
+FIELDS = tuple(f.name for f in SCHEMA.fields if "." not in f.name)
 
 
 def validate(config) -> None:
   """Check every field of a 'bound' config; raises ConfigError before any compute."""
-  V.known_fields(config, FIELDS)
+  SCHEMA.validate(config)
   train.validate_common(config, [(config.depth, config.width)])
-  for f in sgd.HPARAMS:  # Prop. 1's protocol trains one setting; sweeps are 'collapse'
-    n = len(sgd.values(config, f))
-    V.require(n == 1, f, f"the bound experiment takes one value, got {n} (a value "
-              "axis is a 'collapse' feature: run one bound config per value)")
-  V.integer(config, "m", 1)
-  V.integer(config, "num_draws", 1)
-  V.integer(config, "num_clean_seeds", 1)
-  V.integer(config, "num_noisy_seeds", 1)
-  ps = V.numbers(config, "p")
-  for q in ps:
-    V.require(0.0 < q < bounds.P_MAX, "p",
-              f"{q:g} is outside (0, 0.5): Prop. 1 needs 0 < p < 1/2 (the p=0 control "
-              "is config.control=True)")
-  V.require(len(set(ps)) == len(ps), "p", f"duplicate values in {ps}")
-  V.require(isinstance(config.get("control", False), bool), "control",
-            f"must be True or False (adds the p=0 control runs), got "
-            f"{config.get('control')!r}")
-  V.numbers(config, "alpha", 0.0, 1.0, high_open=True)
-  V.require(config.batch_size <= config.m, "batch_size",
-            f"batch_size {config.batch_size} is larger than m={config.m}")
-  n_train = config.data.get("num_train", None)
-  if n_train:
-    V.require(2 * config.m <= n_train, "m",
-              f"2m={2 * config.m} exceeds the training pool data.num_train={n_train}")
 
 
 def model_cfg(config) -> dict:

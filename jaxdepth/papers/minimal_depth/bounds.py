@@ -35,7 +35,6 @@ import numpy as np
 from jaxdepth.measure.collapse import effective_depth as _effective_depth
 
 CI_LEVEL = 0.95  # Clopper-Pearson level of the first-term interval
-P_MAX = 0.5      # Prop. 1: p < 1/2
 
 
 def trained_ps(cfg) -> list[float]:

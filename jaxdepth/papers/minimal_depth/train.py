@@ -31,6 +31,7 @@ from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers import sgd
+from jaxdepth.papers.minimal_depth import fields
 from jaxdepth.papers.sgd import RunKeys, TrainState
 
 EXPERIMENT = "collapse"
@@ -43,43 +44,18 @@ NC_KEYS = ("nc1_train", "nc1_ratio_train", "nc2_equinorm_train", "nc2_equiangula
 
 
 # ----------------------------------------------------------------------------- config
-FIELDS = ("experiment", "dataset", "data", "family", "depth", "width", "batchnorm",
-          "init", "model", "num_seeds", "seed", "label_noise", "noise_mode", "epochs",
-          "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "schedule",
-          "milestones", "decay", "eps", "eval_every", "checkpoint_every",
-          "keep_checkpoints", "augment", "analysis_batch", "rank_samples",
-          "sweep_depths", "sweep_widths", "shard_runs", "progress", "plots")
+# The fields, their defaults and rules: fields.COLLAPSE (docs/config_fields.md).
+SCHEMA = fields.COLLAPSE
+FIELDS = tuple(f.name for f in SCHEMA.fields if "." not in f.name)
 
 
 def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
-  """Fields every trainer-based experiment shares: data, model, optimizer, analysis.
+  """What the declared rules cannot see, for every trainer-based experiment: the
+  family's model fields and whether each network fits the dataset.
 
   Raises ConfigError before any compute; ``shapes_`` are the (depth, width) pairs the
   experiment will build (each is checked against the dataset's input shape).
   """
-  V.choice(config, "dataset", data.known_datasets())
-  V.choice(config, "family", tuple(nets.FAMILIES))
-  V.integer(config, "depth", 1)
-  V.integer(config, "width", 1)
-  V.choice(config, "init", ("kaiming", "pytorch"))
-  V.integer(config, "seed", 0)
-  V.choice(config, "noise_mode", ("flip", "uniform"))
-  V.integer(config, "epochs", 1)
-  V.integer(config, "batch_size", 1)
-  # Value hyperparameters: a number, or a tuple of values (a run axis).
-  V.axis(config, "lr", 0.0, low_open=True)
-  V.axis(config, "momentum", 0.0, 1.0, high_open=True)
-  V.axis(config, "weight_decay", 0.0)
-  V.axis(config, "warmup_epochs", 0.0)
-  V.choice(config, "schedule", ("step", "cosine", "constant"))
-  V.numbers(config, "milestones", 0.0, 1.0, low_open=True, high_open=True, nonempty=False)
-  V.axis(config, "decay", 0.0, 1.0, low_open=True)
-  V.numbers(config, "eps", 0.0, 1.0, high_open=True)
-  V.integer(config, "checkpoint_every", 1)
-  V.integer(config, "analysis_batch", 1)
-  V.integer(config, "rank_samples", 1)
-  if "normalization" in config.data:
-    V.choice(config, "data.normalization", ("dataset", "reference", "computed"))
   # Family-specific model fields (conv head, ResNet top layers, ...).
   module = nets.family_module(config.family)
   if hasattr(module, "validate_model"):
@@ -102,24 +78,8 @@ def validate_common(config, shapes_: list[tuple[int, int]]) -> None:
 
 def validate(config) -> None:
   """Check every field of a 'collapse' config; raises ConfigError before any compute."""
-  V.known_fields(config, FIELDS)
-  V.integers(config, "sweep_depths", 1, nonempty=False)
-  V.integers(config, "sweep_widths", 1, nonempty=False)
-  if config.family == "flax":  # a user's module: its kwargs say its size
-    for f in ("sweep_depths", "sweep_widths"):
-      V.require(not config[f], f, "must be empty for family 'flax' (the module's "
-                "model.kwargs set its size)")
+  SCHEMA.validate(config)
   validate_common(config, shapes(config))
-  V.integer(config, "num_seeds", 1)
-  V.numbers(config, "label_noise", 0.0, 1.0, high_open=True)
-  V.integer(config, "eval_every", 1)
-  for a in config.augment:
-    V.require(a in augment.KINDS, "augment",
-              f"unknown augmentation {a!r}; allowed: {', '.join(augment.KINDS)}")
-  n_train = config.data.get("num_train", None)
-  if n_train:
-    V.require(config.batch_size <= n_train, "batch_size",
-              f"batch_size {config.batch_size} is larger than data.num_train {n_train}")
 
 
 def model_cfg(config, depth: int, width: int) -> dict:
