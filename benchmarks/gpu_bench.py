@@ -1070,7 +1070,7 @@ class Bench:
       for mode in ("device", "host"):
         analysis.EIGVALSH_ON = mode
         got.update(device_s=[], finalize_s=[])
-        for r in range(self.a.repeats + 1):  # the first call warms this mode up
+        for _ in range(self.a.repeats + 1):  # the first call warms this mode up
           with v.ctx():
             v.jax.block_until_ready(v.state)
             got["t0"] = time.perf_counter()

@@ -196,7 +196,8 @@ def _bound_rows_from_docs(md_table, num_layers):
     k, n = map(int, cell["I=1 draws"].split("/"))
     lo, hi = map(float, cell["95% CI"].strip("[]").split(","))
     control = cell["bound >= err"] == "control"
-    rows.append({"architecture": f"conv-{num_layers}-16", "mean_test_error": float(cell["test err"]),
+    rows.append({"architecture": f"conv-{num_layers}-16",
+                 "mean_test_error": float(cell["test err"]),
                  "test_error_std": float(cell["(std)"]), "p": float(cell["p"]),
                  "alpha": float(cell["alpha"]), "eps": float(cell["eps"]), "control": control,
                  "mean_clean_depth": float(cell["mean D_k"]),

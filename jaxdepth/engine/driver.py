@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from jaxdepth.engine import ckpt, distributed, loop, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.errors import Interrupted
 
 
@@ -130,4 +131,4 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
 
 def _say(line: str) -> None:
   """One line on stderr, above a progress bar if one is showing."""
-  writers.tqdm_class().write(line, file=sys.stderr)
+  progress_lib.tqdm_class().write(line, file=sys.stderr)

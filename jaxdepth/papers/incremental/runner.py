@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import devices, loop, writers
+from jaxdepth.engine import devices, loop
+from jaxdepth.engine import progress as progress_lib
 
 
 class Problem(NamedTuple):
@@ -179,7 +180,7 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
   st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
   losses, logged = [np.asarray(place.gather(loss0))[..., None]], \
       [np.asarray(place.gather(logged0))[:, :, None]]
-  bar = writers.progress(num_logs * log_every, desc, enabled=progress)
+  bar = progress_lib.progress(num_logs * log_every, desc, enabled=progress)
   per_segment = lps * log_every
 
   def collect(recs):

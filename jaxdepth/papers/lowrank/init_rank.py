@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth.engine import loop, metrics, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
@@ -100,7 +101,7 @@ def run(config, workdir: str) -> dict:
   # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
   log = metrics.MetricsLog(workdir, ("depth",))
   rho = {a: np.zeros((config.draws, len(depths))) for a in acts}  # (draws, D)
-  bar = writers.progress(len(depths), "init_rank", enabled=config.progress)
+  bar = progress_lib.progress(len(depths), "init_rank", enabled=config.progress)
   def segment(state, i):  # one depth per segment of the engine's loop
     d = depths[i]
     return state, (i, gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,

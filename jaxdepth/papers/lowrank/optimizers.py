@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxdepth.engine import devices, loop, metrics, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 from jaxdepth.papers.lowrank import regression as reg
@@ -89,7 +90,7 @@ def run(config, workdir: str) -> dict:
   log = metrics.MetricsLog(workdir, ("optimizer", "depth"))
   res = {o: {k: np.zeros((config.num_seeds, len(depths)))
              for k in ("rho_final", "train_loss", "test_loss")} for o in opts}
-  bar = writers.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
+  bar = progress_lib.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
   grid = [(o, i) for o in opts for i in range(len(depths))]
 
   def segment(state, j):  # one (optimizer, depth) per segment of the engine's loop

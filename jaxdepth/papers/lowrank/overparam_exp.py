@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxdepth import data, nets, papers
 from jaxdepth.engine import ckpt, metrics, plotting, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
@@ -167,7 +168,7 @@ def run(config, workdir: str) -> dict:
       tcfg = train_config(config, model, e)
       tag = f"{model}_e{e}"
       spe = ds.x_train.shape[0] // tcfg.batch_size
-      bar = writers.progress(tcfg.epochs * spe, tag, enabled=config.progress)
+      bar = progress_lib.progress(tcfg.epochs * spe, tag, enabled=config.progress)
       grid, out, _ = train.train_shape(tcfg, ds, config.depth, config.width, workdir,
                                        log, tag, bar, fields={"model": model, "expansion": e})
       bar.close()

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdepth.engine import devices, loop, metrics, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.papers.lowrank import common
 
@@ -100,7 +101,7 @@ def run(config, workdir: str) -> dict:
   log = metrics.MetricsLog(workdir, ("depth",))
   R, D = len(runs), len(depths)
   res = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss", "test_loss")}
-  bar = writers.progress(D, "regression", enabled=config.progress)
+  bar = progress_lib.progress(D, "regression", enabled=config.progress)
   def segment(state, i):  # one depth per segment of the engine's loop
     d = depths[i]
     lr = config.lr / d if config.lr_scaling == "inverse_depth" else config.lr

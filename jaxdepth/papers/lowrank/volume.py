@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from jaxdepth.engine import loop, metrics, plotting, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 from jaxdepth.papers.lowrank import common
@@ -75,7 +76,7 @@ def run(config, workdir: str) -> dict:
   # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
   log = metrics.MetricsLog(workdir, ("depth",))
   rhos, per_depth, rows = {}, {}, []
-  bar = writers.progress(len(depths), "volume", enabled=config.progress)
+  bar = progress_lib.progress(len(depths), "volume", enabled=config.progress)
 
   def segment(state, i):  # one depth per segment of the engine's loop
     d = depths[i]

@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxdepth import data, nets
 from jaxdepth.engine import ckpt, devices, driver, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
 from jaxdepth.papers import sgd
@@ -270,7 +271,7 @@ def run(config, workdir: str) -> dict:
   clean_set, noisy_set = training_sets(samples, clean_grid, noisy_grid)
   test_b = analysis.batch_pad(ds.x_test, ds.y_test, config.analysis_batch)
   total = config.epochs * (config.m // config.batch_size + 2 * config.m // config.batch_size)
-  bar = writers.progress(total, "bound: clean runs", enabled=config.progress)
+  bar = progress_lib.progress(total, "bound: clean runs", enabled=config.progress)
   out_c = train_group(config, "clean", network, clean_grid,
                       run_keys(keys[2], keys[3], clean_grid, False), clean_set, test_b,
                       workdir, meta, bar)

@@ -27,6 +27,7 @@ import numpy as np
 from jaxdepth import data, nets
 from jaxdepth.data import augment
 from jaxdepth.engine import devices, distributed, driver, loop, metrics, writers
+from jaxdepth.engine import progress as progress_lib
 from jaxdepth.engine import report as report_lib
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import analysis
@@ -369,7 +370,7 @@ def run(config, workdir: str) -> dict:
     shapes_ = [(nets.build(model_cfg(config, 0, 0), ds.x_train.shape[1:],
                            ds.num_classes).num_layers, 0)]
   spe = ds.x_train.shape[0] // config.batch_size
-  bar = writers.progress(len(shapes_) * config.epochs * spe, "train",
+  bar = progress_lib.progress(len(shapes_) * config.epochs * spe, "train",
                          enabled=config.progress and primary)
   results = []
   t0 = time.time()
