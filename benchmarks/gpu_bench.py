@@ -1078,7 +1078,7 @@ class Bench:
         res[f"eig_{mode}"] = {"total_s": med([d + f for d, f in zip(
             got["device_s"][1:], got["finalize_s"][1:])]),
             "device_s": med(got["device_s"][1:]), "finalize_s": med(got["finalize_s"][1:])}
-    except Exception as e:  # noqa: BLE001 - a breakdown must not lose the row
+    except Exception as e:  # a breakdown must not lose the row
       res["error"] = short_error(e)
     finally:
       analysis.finalize, analysis.EIGVALSH_ON = orig, mode0
