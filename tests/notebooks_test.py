@@ -160,3 +160,32 @@ def test_notebook_runs_from_wheel(path, wheel_kernel, tmp_path, monkeypatch):
   for c in plotting:
     assert any(o.output_type == "display_data" and "image/png" in o.get("data", {})
                for o in c.outputs), f"no figure from the cell:\n{c.source}"
+
+
+@pytest.mark.slow
+def test_cli_from_wheel_in_an_empty_directory(wheel_kernel, tmp_path):
+  """The wheel's console script, in an empty directory with no PYTHONPATH: `jaxdepth
+  list` names the packaged configs and `jaxdepth train --config quickstart:tiny`
+  trains and writes its summary (issue 23: configs as package data)."""
+  jaxdepth = os.path.join(os.path.dirname(wheel_kernel["python"]), "jaxdepth")
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MPLBACKEND")}
+  env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
+  cwd = tmp_path / "empty"
+  cwd.mkdir()
+  where = subprocess.run([wheel_kernel["python"], "-c", "import jaxdepth; "
+                          "print(jaxdepth.__file__)"], cwd=cwd, env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+  assert os.path.realpath(where).startswith(wheel_kernel["purelib"] + os.sep)
+  listed = subprocess.run([jaxdepth, "list"], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+  assert listed.returncode == 0, listed.stderr
+  for name in ("quickstart", "bound", "lowrank/volume", "incremental/toy"):
+    assert re.search(rf"^\s*{re.escape(name)}\b", listed.stdout, re.M), name
+  run = subprocess.run([jaxdepth, "train", "--config", "quickstart:tiny", "--workdir", "w"],
+                       cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-2000:]
+  with open(cwd / "w" / "summary.json") as f:
+    summary = json.load(f)
+  assert len(summary["runs"]) >= 2 and all("test_acc" in r for r in summary["runs"])
+  assert "test acc" in run.stdout  # the final table, on stdout
+  assert os.listdir(cwd) == ["w"]  # nothing written beside the workdir
