@@ -148,10 +148,20 @@ def test_streamed_nc_metrics_equal_collapse_metrics(setup):
   from jaxdepth.measure import nc
   net, v, C, x_tr, y_tr, labels, corrupted, x_te, y_te = setup
   tr_b, te_b = analysis.batch_pad(x_tr, y_tr, 64), analysis.batch_pad(x_te, y_te, 64)
-  an = analysis.make_analyzer(net, C, (0.01,), rank_samples=50)
+  an = analysis.make_analyzer(net, C, (0.01,), rank_samples=50,
+                              classifier=(2, net.classifier))
   out = analysis.finalize(jax.jit(an)(v, tr_b, analysis.relabel(tr_b, jnp.asarray(labels)),
                                      analysis.relabel(tr_b, jnp.asarray(corrupted)), te_b))
   assert not [k for k in out if k.startswith("nc_")]  # statistics consumed
+  # NC3 at the top layer against the MLP's own head (w_out^T), NaN below it; the
+  # reference is collapse_metrics in float64 on the whole embedding matrix.
+  logits, (f_tr,), _ = net.apply(v, x_tr, train=False)
+  with jax.enable_x64(True):
+    want3 = nc.collapse_metrics(
+        jnp.asarray(np.asarray(f_tr[2], np.float64)), jnp.asarray(labels), C,
+        classifier=jnp.asarray(np.asarray(v["params"]["w_out"], np.float64).T))
+  assert np.isnan(out["nc3_duality_train"][:2]).all()
+  np.testing.assert_allclose(out["nc3_duality_train"][2], want3["nc3_duality"], rtol=1e-5)
   logits, (f_tr,), _ = net.apply(v, x_tr, train=False)
   pred = jnp.argmax(logits, 1)
   for l in range(3):

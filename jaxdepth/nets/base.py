@@ -23,3 +23,7 @@ class Network(NamedTuple):
   apply: Callable[..., tuple[jax.Array, tuple[jax.Array, ...], Any]]
   num_layers: int
   layer_names: tuple[str, ...]
+  # variables -> (C, D): the linear classifier acting on the top layer's embedding
+  # (NC3 compares it with the class means there); None when the logits are not a
+  # linear map of that embedding (e.g. a pooled head).
+  classifier: Callable[[dict], jax.Array] | None = None

@@ -242,4 +242,7 @@ def build_conv(model_cfg, input_shape: Sequence[int], num_classes: int) -> Netwo
 
   names = tuple(f"conv{i}" for i in range(1, depth + 1))
   # init is jitted: eagerly, every slice and fill would be dispatched (and compiled) alone.
-  return Network(init=jax.jit(init_fn), apply=apply_fn, num_layers=depth, layer_names=names)
+  # NC3's classifier: the head acts on the flattened top layer (a pooled head does not).
+  classifier = None if head == "gap" else (lambda v: v["params"]["head"]["w"].T)
+  return Network(init=jax.jit(init_fn), apply=apply_fn, num_layers=depth, layer_names=names,
+                 classifier=classifier)

@@ -66,7 +66,8 @@ def mlp(depth: int, width: int, in_dim: int, num_classes: int, batchnorm: bool =
     return logits_BxC, (feats_LxBxH,), new_stats
 
   names = tuple(f"layer{i}" for i in range(1, depth + 1))
-  return Network(init_fn, apply_fn, depth, names)
+  return Network(init_fn, apply_fn, depth, names,
+                 classifier=lambda v: v["params"]["w_out"].T)
 
 
 def _index(tree, i):

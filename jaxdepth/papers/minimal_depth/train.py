@@ -41,7 +41,7 @@ MULTI_PROCESS = True  # its run grid may span several JAX processes
 ANALYSIS_CACHE_BYTES = 1 << 30
 # Neural-collapse metrics per layer on the training set (measure/nc.py definitions).
 NC_KEYS = ("nc1_train", "nc1_ratio_train", "nc2_equinorm_train", "nc2_equiangular_train",
-           "nc2_maxangle_train", "nc2_etf_error_train", "nc4_train")
+           "nc2_maxangle_train", "nc2_etf_error_train", "nc3_duality_train", "nc4_train")
 
 
 # ----------------------------------------------------------------------------- config
@@ -201,8 +201,10 @@ def build_program(config, ds: data.Dataset, depth: int, width: int,
   per_device = place.padded_runs // place.num_devices
   cache = (per_device * per_example * (len(ds.x_train) + len(ds.x_test))
            <= ANALYSIS_CACHE_BYTES)
+  classifier = (None if network.classifier is None
+                else (network.num_layers - 1, network.classifier))
   analyzer = analysis.make_analyzer(network, ds.num_classes, tuple(config.eps),
-                                    config.rank_samples, cache=cache)
+                                    config.rank_samples, cache=cache, classifier=classifier)
 
   def analyze_run(state: TrainState, labels_N, chosen_N, train_b, test_b):
     v = {"params": state.params, "batch_stats": state.batch_stats}
@@ -321,7 +323,8 @@ def summarize(config, results) -> dict:
                 "ncc_train_acc_clean", "ncc_train_acc_corrupted", "rank_train",
                 "rank_test", "degenerate_pairs_train", "degenerate_pairs_test",
                 *NC_KEYS):
-        rec[k] = np.asarray(out[k][i]).tolist()
+        if k in out:  # nc3: only networks with a linear head on the top layer
+          rec[k] = np.asarray(out[k][i]).tolist()
       for k in ("effective_depth", "effective_depth_suffix"):
         rec[k] = {str(e): int(v) for e, v in zip(config.eps, out[k][i])}
       rec["reached"] = {str(e): int(v) <= depth for e, v in
