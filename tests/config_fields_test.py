@@ -68,7 +68,10 @@ def _packaged_configs():
 def test_every_packaged_config_validates_and_starts_from_the_declared_defaults():
   found = _packaged_configs()
   for name, arg, c in found:
-    BY_NAME[c.get("experiment", "collapse")].validate(c)
+    try:
+      BY_NAME[c.get("experiment", "collapse")].validate(c)
+    except ConfigError as e:
+      raise AssertionError(f"{name}:{arg}: {e}") from None
   # A config named after its experiment (lowrank/volume: lowrank.volume) is the
   # declared defaults, field for field (types and order too); its variants change some.
   named = {n for n, arg, c in found if arg is None and n.replace("/", ".") == c.experiment}
