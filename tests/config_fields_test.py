@@ -53,6 +53,53 @@ def test_declared_defaults_are_valid_and_are_what_the_configs_start_from():
   assert repr(common.base()) == repr(BY_NAME["collapse"].defaults())  # types, order
 
 
+def _packaged_configs():
+  """(name, variant or None, loaded config) of every packaged config and variant
+  whose experiment declares its fields."""
+  out = []
+  for entry in configs.catalog():
+    for arg in (None, *(entry.variants or ())):
+      c = configs.load(entry.name + (f":{arg}" if arg else ""))
+      if c.get("experiment", "collapse") in BY_NAME:
+        out.append((entry.name, arg, c))
+  return out
+
+
+def test_every_packaged_config_validates_and_starts_from_the_declared_defaults():
+  found = _packaged_configs()
+  for name, arg, c in found:
+    try:
+      BY_NAME[c.get("experiment", "collapse")].validate(c)
+    except ConfigError as e:
+      raise AssertionError(f"{name}:{arg}: {e}") from None
+  # A config named after its experiment (lowrank/volume: lowrank.volume) is the
+  # declared defaults, field for field (types and order too); its variants change some.
+  named = {n for n, arg, c in found if arg is None and n.replace("/", ".") == c.experiment}
+  for n, arg, c in found:
+    if n in named and arg is None:
+      assert repr(c) == repr(BY_NAME[c.experiment].defaults()), n
+  declared = {s.experiment for s in SCHEMAS} - {"collapse"}  # collapse: common.base()
+  assert {n.replace("/", ".") for n in named} == declared
+
+
+def test_overrides_suggested_in_config_docstrings_validate(monkeypatch, tmp_path):
+  """Each ``--config.FIELD=VALUE`` a packaged config's docstring suggests, applied to
+  that config (placeholders in capitals, such as DIR, skipped)."""
+  monkeypatch.chdir(tmp_path)
+  n = 0
+  for entry in configs.catalog():
+    doc = open(entry.path, encoding="utf-8").read().split('"""')[1]
+    for m in re.finditer(r"--config\.([\w.]+)=(\([^)]*\)|[^\s`,;)]+)", doc):
+      if m.group(2).isupper():
+        continue
+      c = cli.load_config(entry.name, [m.group(0)])
+      name = c.get("experiment", "collapse")
+      if name in BY_NAME:
+        BY_NAME[name].validate(c)
+        n += 1
+  assert n >= 5
+
+
 @pytest.mark.parametrize("sf", [sf for sf in ALL_FIELDS if sf[1].choices is not None],
                          ids=_id)
 def test_a_value_outside_the_choices_names_the_field_and_the_allowed_values(sf):
@@ -144,12 +191,14 @@ def test_documented_command_lines_still_parse_and_validate(tmp_path, monkeypatch
   monkeypatch.chdir(tmp_path)  # the packaged configs, as a user outside the repo
   commands = _documented_commands()
   assert len(commands) >= 20 and any(e for _, _, e in commands)
+  covered = set()
   for path, argv, error in commands:
     spec = argv[argv.index("--config") + 1]
     overrides = [a for a in cli.join_override_values(argv) if a.startswith("--config.")]
     try:
       c = cli.load_config(spec, overrides)
       name = c.get("experiment", "collapse")
+      covered.add(name)
       if c.get("dataset") == "npz":  # the README's placeholder file: the rules only
         BY_NAME[name].validate(c)
       else:
@@ -158,6 +207,8 @@ def test_documented_command_lines_still_parse_and_validate(tmp_path, monkeypatch
       assert error is not None and str(e) == error, (path, argv, str(e))
     else:
       assert error is None, (path, argv, "documented as an error, but validates")
+  # Every experiment with declared fields has a documented command line checked here.
+  assert {s.experiment for s in SCHEMAS} <= covered, covered
 
 
 def test_fields_command_prints_the_tables(capsys, tmp_path):
@@ -166,4 +217,4 @@ def test_fields_command_prints_the_tables(capsys, tmp_path):
   assert cli.main(["fields", "--write", str(tmp_path / "f.md")]) == 0
   assert (tmp_path / "f.md").read_text() == fields_tool.markdown()
   assert cli.main(["fields", "--experiment", "nosuch"]) == 2
-  assert "allowed: collapse, bound" in capsys.readouterr().err
+  assert "allowed: " + ", ".join(s.experiment for s in SCHEMAS) in capsys.readouterr().err

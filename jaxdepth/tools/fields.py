@@ -20,6 +20,7 @@ import importlib
 import os
 import sys
 
+from jaxdepth.engine import registry
 from jaxdepth.errors import ConfigError
 
 HEADER = """# Config fields
@@ -60,7 +61,12 @@ def markdown(experiment: str | None = None) -> str:
       raise ConfigError("experiment", f"no declared fields for {experiment!r}; "
                         f"allowed: {', '.join(s.experiment for s in found)}")
     return chosen[0].markdown()
-  return "\n".join([HEADER] + [s.markdown() for s in found])
+  parts = [HEADER]
+  undeclared = sorted(set(registry.names()) - {s.experiment for s in found})
+  if undeclared:
+    parts.append("Not declared here yet (the experiment's module checks its config): "
+                 + ", ".join(f"`{n}`" for n in undeclared) + ".\n")
+  return "\n".join(parts + [s.markdown() for s in found])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

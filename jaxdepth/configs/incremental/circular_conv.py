@@ -17,33 +17,13 @@ of depth-3 runs diverge at lr = 0.01 (GD at the edge of stability; float64 too).
 ``:tiny`` is a smoke run.
 """
 
-import ml_collections
-
 VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "incremental.circular_conv"  # -> jaxdepth/incremental/circular_conv.py
-  c.d = 50  # signal length (filters are full length)
-  c.n = 100  # training points x ~ N(0, I_d)
-  c.n_test = 2000  # held-out points for the accuracy
-  c.teacher_freqs = (3.0, 4.0, 6.0, 12.0)  # rfft(w*)[0:4] before normalizing w*
-  c.loss = "exponential"  # exponential | logistic (mean over the batch)
-  c.depths = (1, 2, 3)  # N: N-1 circular layers + a dense layer; one compile per depth
-  c.init_scales = (0.01, 0.001)  # sigma0 ("Init scale" in docs/definitions.md); vmapped
-  c.num_seeds = 3  # seeds (data and init), vmapped
-  c.seed = 0  # root key
-  c.steps = 100_000  # max full-batch GD steps
-  c.lr = 0.01  # learning rate
-  c.stop_loss = 0.01  # a run freezes once its loss is below this
-  c.threshold = 0.1  # frequency k crosses at |rfft(beta)_k| >= threshold F_k / max F
-  c.record_every = 10  # steps between crossing checks
-  c.log_every = 100  # steps between logged records
-  c.top_k = 5  # largest amplitudes logged and plotted
-  c.svm = True  # also fit an l2 max-margin linear SVM baseline (scikit-learn)
-  c.x64 = False  # float32 (FFTs are the cost; sigma0 >= 1e-3 needs no float64)
-  c.progress = True  # progress bar
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.incremental import fields
+  c = fields.CIRCULAR_CONV.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "tiny":
     c.d, c.n, c.n_test, c.depths, c.num_seeds, c.steps = 16, 40, 100, (1, 2), 1, 3000
     c.init_scales = (0.01,)

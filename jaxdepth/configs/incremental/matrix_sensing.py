@@ -12,30 +12,13 @@ next_frac_at_t90 <= 0.01), depth 2 learns the later pairs together (next_frac 0.
 ``:small`` is the AC5 setting (d = 20, m = 200, about 25 s); ``:tiny`` a smoke run.
 """
 
-import ml_collections
-
 VARIANTS = ("small", "tiny")  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "incremental.matrix_sensing"  # -> jaxdepth/incremental/matrix_sensing.py
-  c.d = 50  # W is d x d
-  c.m = 1000  # Gaussian measurements <A_i, W*> (m << d^2)
-  c.targets = (12.0, 6.0, 4.0, 3.0)  # nonzero singular values of W* = diag(targets, 0...)
-  c.depths = (1, 2, 3, 4)  # N factors W_1 ... W_N (lax.scan); one compile per depth
-  c.init_scales = (1e-4,)  # sigma0: factors N(0, sigma0^(2/N)/d); vmapped
-  c.init = "gaussian"  # gaussian | identity (sigma0^(1/N) I)
-  c.num_seeds = 1  # seeds (measurements and init), vmapped
-  c.seed = 0  # root key
-  c.steps = 20_000  # full-batch GD steps; loss = mean (<A_i, W> - y_i)^2 (no 1/2)
-  c.lr = 1e-3  # learning rate
-  c.record_every = 50  # steps between SVDs (t10/t50/t90 resolution)
-  c.log_every = 50  # steps between logged records
-  c.stop_loss = 0.0  # freeze a run once its loss is below this (0: never)
-  c.top_k = 5  # singular values tracked
-  c.x64 = True  # float64
-  c.progress = True  # progress bar
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.incremental import fields
+  c = fields.MATRIX_SENSING.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "small":
     c.d, c.m = 20, 200
   if arg == "tiny":

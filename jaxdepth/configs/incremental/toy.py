@@ -11,30 +11,13 @@ docs/definitions.md (depth 2 needs sigma0 ~ 1e-19 for r = 0.9, depth 4 only ~ 7e
 ``:tiny`` runs in a few seconds (tests, notebook).
 """
 
-import ml_collections
-
 VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "incremental.toy"  # registry name -> jaxdepth/incremental/toy.py
-  c.targets = (12.0, 6.0, 4.0, 3.0)  # sigma*_i (> 0; sorted descending internally)
-  c.depths = (1, 2, 3, 4)  # N: sigma = u^N; one compiled program per depth
-  c.init_scales = (1e-3, 1e-4)  # sigma0 = sigma_i(0); vmapped
-  c.num_seeds = 1  # the toy init is deterministic; seeds only replicate
-  c.seed = 0  # root key
-  c.steps = 200_000  # max GD steps (stops early once every run has loss < stop_loss)
-  c.lr = 0.0  # 0: per-depth rule lr_factor / (N^2 max sigma*^(2-2/N))
-  c.lr_factor = 0.02  # ~100x below the stability limit, so GD tracks gradient flow
-  c.record_every = 1  # steps between tracking evaluations (t10/t50/t90 resolution)
-  c.log_every = 100  # steps between logged records (figures, metrics.jsonl)
-  c.stop_loss = 1e-8  # loss 1/2 sum (sigma - sigma*)^2 below which a run freezes
-  c.x64 = True  # float64 (needed for sigma0 <= 1e-6)
-  c.progress = True  # progress bar
-  c.critical_ratios = (0.5, 0.8, 0.9, 0.95)  # r = sigma*_{i+1}/sigma*_i of the table
-  c.critical_depths = (2, 3, 4, 6, 10)  # depths of the critical-init table
-  c.critical_eps = 0.1  # epsilon of eps-incremental learning
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.incremental import fields
+  c = fields.TOY.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "tiny":
     c.depths = (2, 4)
     c.init_scales = (1e-3,)

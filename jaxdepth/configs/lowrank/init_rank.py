@@ -11,24 +11,13 @@ tanh; about 2.2 at d=1 for all three, then roughly 0.6 (linear), 0.2 (ReLU) and
 Tiny CI setting: append ":tiny" to the config path.
 """
 
-import ml_collections
-
 VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "lowrank.init_rank"    # registry name
-  c.n_points = 128                      # N rows of the fixed input batch X ~ N(0, I)
-  c.d_in = 16                           # input dimension
-  c.width = 16                          # width of every layer
-  c.depths = (1, 2, 4, 8, 16)           # layers d (one compile each)
-  c.activations = ("linear", "relu", "tanh")  # also leaky_relu, gelu, selu, sine
-  c.distribution = "normal"             # normal | uniform weights (Kaiming variance)
-  c.draws = 100                         # random networks per depth (vmapped)
-  c.center = False                      # subtract the batch mean before K = Phi Phi^T
-  c.seed = 0                            # root seed (X and weights)
-  c.progress = True                     # progress bar
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.lowrank import fields
+  c = fields.INIT_RANK.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "tiny":                     # CI / notebook setting (seconds)
     c.depths, c.draws = (1, 4, 16), 16
     c.progress = False

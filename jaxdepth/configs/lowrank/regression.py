@@ -16,29 +16,13 @@ Outputs: summary.json, metrics.jsonl, regression.png.
 Tiny CI setting: append ":tiny" to the config path.
 """
 
-import ml_collections
-
 VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "lowrank.regression"   # registry name
-  c.dim = 32                            # input = output dimension of W*
-  c.targets = ("low_rank", "full_rank") # W* kinds (vmapped)
-  c.target_rank = 4                     # rank of the low-rank W* (flat spectrum)
-  c.n_train = 24                        # training points (< dim: under-determined)
-  c.n_test = 2000                       # test points
-  c.depths = (1, 4, 8, 12, 16, 20, 24, 28, 32)  # factors d (one compile each)
-  c.inits = ("normal",)                 # normal (N(0, 1/dim)) and/or low_rank factors
-  c.init_rank = 4                       # rank of each factor for the low_rank init
-  c.steps = 4000                        # full-batch GD steps
-  c.lr = 0.2                            # base learning rate
-  c.lr_scaling = "inverse_depth"        # inverse_depth (lr / d) | none
-  c.num_seeds = 3                       # seeds (data, target, init), vmapped
-  c.seed = 0                            # root seed
-  c.log_every = 100                     # steps between logged training losses
-  c.progress = True                     # progress bar
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.lowrank import fields
+  c = fields.REGRESSION.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "tiny":                     # CI / notebook setting (seconds)
     c.depths, c.steps, c.num_seeds, c.n_test = (1, 4, 8), 1000, 1, 500
     c.progress = False

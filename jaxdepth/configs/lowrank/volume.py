@@ -13,22 +13,13 @@ metrics.jsonl, rho_draws.csv, hist_depth_D.png per depth and volume.png.
 Tiny CI setting: append ":tiny" to the config path.
 """
 
-import ml_collections
-
 VARIANTS = ("tiny",)  # values of get_config's arg
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "lowrank.volume"       # registry name
-  c.n = 16                              # factor size n x n
-  c.depths = (1, 2, 4, 8, 16)           # numbers of factors d (one compile each)
-  c.draws = 1000                        # independent products per depth (vmapped)
-  c.distribution = "normal"             # normal | uniform (entries of each factor)
-  c.thresholds = (0.5, 1.0, 1.5, 2.0, 2.5)  # tau: fraction of draws with rho < tau
-  c.seed = 0                            # root seed
-  c.bins = 40                           # histogram bins on [0, log n]
-  c.progress = True                     # progress bar
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.lowrank import fields
+  c = fields.VOLUME.defaults()  # the fields and their meaning: docs/config_fields.md
   if arg == "tiny":                     # CI / notebook setting (seconds)
     c.depths, c.draws = (1, 4, 16), 64
     c.progress = False

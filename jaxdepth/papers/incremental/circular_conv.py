@@ -16,25 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, diagonal, metrics, models, runner
+from jaxdepth.papers.incremental import common, diagonal, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.circular_conv"
 
-FIELDS = ("d", "n", "n_test", "teacher_freqs", "loss", "threshold", "top_k", "svm")
+# The fields, their defaults and rules: fields.CIRCULAR_CONV (docs/config_fields.md).
+SCHEMA = fields.CIRCULAR_CONV
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS)
-  d = V.integer(config, "d", minimum=2)
-  V.integer(config, "n", minimum=1)
-  V.integer(config, "n_test", minimum=1)
-  f = V.numbers(config, "teacher_freqs", low=0.0, low_open=True)
-  V.require(len(f) <= d // 2 + 1, "teacher_freqs", f"at most d//2+1={d // 2 + 1} values")
-  V.choice(config, "loss", ("exponential", "logistic"))
-  V.number(config, "threshold", low=0.0, low_open=True)
-  V.integer(config, "top_k", minimum=1, maximum=d // 2 + 1)
-  V.require(isinstance(config.svm, bool), "svm", "must be True or False")
+  """Check the config against fields.CIRCULAR_CONV; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def teacher(d: int, freqs) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Shared glue of the six incremental-learning experiments.
 
-Validation of the common config fields, the depth loop (one compiled program per
-depth, seeds and init scales vmapped inside), checkpoints, metrics.jsonl, the
-per-run records of summary.json, and Figure-1-style plots (component values over
-time, one panel per depth; diverged runs excluded).
+The depth loop (one compiled program per depth, seeds and init scales vmapped
+inside), checkpoints, metrics.jsonl, the per-run records of summary.json, and
+Figure-1-style plots (component values over time, one panel per depth; diverged runs
+excluded). The config fields and their validation: fields.py.
 """
 
 from __future__ import annotations
@@ -19,29 +19,7 @@ import numpy as np
 
 from jaxdepth import papers
 from jaxdepth.engine import ckpt, plotting, writers
-from jaxdepth.engine import validate as V
 from jaxdepth.papers.incremental import runner
-
-COMMON_FIELDS = ("experiment", "depths", "init_scales", "num_seeds", "seed", "steps", "lr",
-                 "record_every", "log_every", "stop_loss", "progress", "x64")
-
-
-def validate_common(config, extra_fields, lr_low_open: bool = True, min_depth: int = 1) -> None:
-  """Checks shared by every incremental experiment (no compute)."""
-  V.known_fields(config, COMMON_FIELDS + tuple(extra_fields))
-  V.integers(config, "depths", minimum=min_depth)
-  V.numbers(config, "init_scales", low=0.0, low_open=True)
-  V.integer(config, "num_seeds", minimum=1)
-  V.integer(config, "seed", minimum=0)
-  V.integer(config, "steps", minimum=1)
-  V.number(config, "lr", low=0.0, low_open=lr_low_open)
-  rec = V.integer(config, "record_every", minimum=1)
-  log = V.integer(config, "log_every", minimum=1)
-  V.require(log % rec == 0, "log_every",
-            f"must be a multiple of record_every={rec}, got {log}")
-  V.number(config, "stop_loss", low=0.0)
-  V.require(isinstance(config.progress, bool), "progress", "must be True or False")
-  V.require(isinstance(config.x64, bool), "x64", "must be True or False")
 
 
 def precision(config):

@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, metrics, models, runner
+from jaxdepth.papers.incremental import common, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.diagonal"
 
-FIELDS = ("d", "n", "n_test", "teacher", "loss", "threshold", "top_k", "svm")
+# The fields, their defaults and rules: fields.DIAGONAL (docs/config_fields.md).
+SCHEMA = fields.DIAGONAL
 
 
 class ClsData(NamedTuple):
@@ -33,16 +33,8 @@ class ClsData(NamedTuple):
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS)
-  d = V.integer(config, "d", minimum=1)
-  V.integer(config, "n", minimum=1)
-  V.integer(config, "n_test", minimum=1)
-  t = V.numbers(config, "teacher", low=0.0, low_open=True)
-  V.require(len(t) <= d, "teacher", f"at most d={d} values, got {len(t)}")
-  V.choice(config, "loss", ("exponential", "logistic"))
-  V.number(config, "threshold", low=0.0, low_open=True)
-  V.integer(config, "top_k", minimum=1, maximum=d)
-  V.require(isinstance(config.svm, bool), "svm", "must be True or False")
+  """Check the config against fields.DIAGONAL; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def unit_teacher(d: int, weights) -> np.ndarray:

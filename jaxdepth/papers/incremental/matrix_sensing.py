@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, metrics, models, runner
+from jaxdepth.papers.incremental import common, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.matrix_sensing"
 
-FIELDS = ("d", "m", "targets", "init", "top_k")
+# The fields, their defaults and rules: fields.MATRIX_SENSING (docs/config_fields.md).
+SCHEMA = fields.MATRIX_SENSING
 
 
 class SensingData(NamedTuple):
@@ -29,13 +29,8 @@ class SensingData(NamedTuple):
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS)
-  d = V.integer(config, "d", minimum=1)
-  V.integer(config, "m", minimum=1)
-  t = V.numbers(config, "targets", low=0.0, low_open=True)
-  V.require(len(t) <= d, "targets", f"at most d={d} values, got {len(t)}")
-  V.choice(config, "init", ("gaussian", "identity"))
-  V.integer(config, "top_k", minimum=len(t), maximum=d)
+  """Check the config against fields.MATRIX_SENSING; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def teacher(d: int, targets) -> np.ndarray:

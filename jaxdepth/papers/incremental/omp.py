@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, metrics, models, runner
+from jaxdepth.papers.incremental import common, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.omp"
 
-FIELDS = ("d", "n", "sparsity", "value_scale", "threshold", "omp_tol")
+# The fields, their defaults and rules: fields.OMP (docs/config_fields.md).
+SCHEMA = fields.OMP
 
 
 class SparseData(NamedTuple):
@@ -34,13 +34,8 @@ class SparseData(NamedTuple):
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS)
-  d = V.integer(config, "d", minimum=1)
-  n = V.integer(config, "n", minimum=1)
-  V.integer(config, "sparsity", minimum=1, maximum=min(d, n))
-  V.number(config, "value_scale", low=0.0, low_open=True)
-  V.number(config, "threshold", low=0.0, low_open=True)
-  V.number(config, "omp_tol", low=0.0, low_open=True)
+  """Check the config against fields.OMP; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def make_data(key, n: int, d: int, k: int, scale: float) -> SparseData:

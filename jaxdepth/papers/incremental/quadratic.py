@@ -17,12 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, metrics, models, runner
+from jaxdepth.papers.incremental import common, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.quadratic"
 
-FIELDS = ("d", "n", "n_test", "targets", "bias_modes", "top_k")
+# The fields, their defaults and rules: fields.QUADRATIC (docs/config_fields.md).
+SCHEMA = fields.QUADRATIC
 
 
 class QuadData(NamedTuple):
@@ -33,19 +33,8 @@ class QuadData(NamedTuple):
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS, min_depth=2)
-  V.require(tuple(config.depths) == (2,), "depths",
-            f"a quadratic network has depth 2; use (2,), got {tuple(config.depths)}")
-  d = V.integer(config, "d", minimum=1)
-  V.integer(config, "n", minimum=1)
-  V.integer(config, "n_test", minimum=1)
-  t = V.numbers(config, "targets", low=0.0, low_open=True)
-  V.require(len(t) <= d, "targets", f"at most d={d} values, got {len(t)}")
-  modes = config.bias_modes
-  V.require(isinstance(modes, tuple) and len(modes) > 0
-            and all(b in ("none", "mean_y") for b in modes), "bias_modes",
-            f"a non-empty tuple of 'none' / 'mean_y', got {modes!r}")
-  V.integer(config, "top_k", minimum=len(t), maximum=d)
+  """Check the config against fields.QUADRATIC; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def make_data(key, d: int, n: int, n_test: int, targets) -> QuadData:

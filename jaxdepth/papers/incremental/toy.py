@@ -13,22 +13,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.incremental import common, critical, metrics, models, runner
+from jaxdepth.papers.incremental import common, critical, fields, metrics, models, runner
 
 EXPERIMENT = "incremental.toy"
 
-FIELDS = ("targets", "lr_factor", "critical_ratios", "critical_depths", "critical_eps")
+# The fields, their defaults and rules: fields.TOY (docs/config_fields.md).
+SCHEMA = fields.TOY
 
 
 def validate(config) -> None:
-  common.validate_common(config, FIELDS, lr_low_open=False)
-  V.numbers(config, "targets", low=0.0, low_open=True)
-  V.number(config, "lr_factor", low=0.0, low_open=True)
-  V.numbers(config, "critical_ratios", low=0.0, high=1.0, low_open=True, high_open=True,
-            nonempty=False)
-  V.integers(config, "critical_depths", minimum=2, nonempty=False)
-  V.number(config, "critical_eps", low=0.0, high=0.5, low_open=True, high_open=True)
+  """Check the config against fields.TOY; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def toy_lr(depth: int, targets, factor: float = 0.02) -> float:

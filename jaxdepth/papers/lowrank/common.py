@@ -21,9 +21,6 @@ from jaxdepth.engine import plotting
 from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 
-DISTRIBUTIONS = ("normal", "uniform")
-TARGETS = ("low_rank", "full_rank")
-INITS = ("normal", "low_rank")
 METHODS = ("gd", "sgd", "nesterov", "adam", "lbfgs", "random_search", "es")
 
 

@@ -19,9 +19,8 @@ import numpy as np
 
 from jaxdepth.engine import loop, metrics, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields
 
 EXPERIMENT = "lowrank.init_rank"
 
@@ -30,22 +29,13 @@ ACTIVATIONS = {
     "leaky_relu": jax.nn.leaky_relu, "gelu": jax.nn.gelu, "selu": jax.nn.selu,
     "sine": jnp.sin,
 }
-FIELDS = ("experiment", "n_points", "d_in", "width", "depths", "activations",
-          "distribution", "draws", "center", "seed", "progress")
+# The fields, their defaults and rules: fields.INIT_RANK (docs/config_fields.md).
+SCHEMA = fields.INIT_RANK
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  V.integer(config, "n_points", minimum=2)
-  V.integer(config, "d_in", minimum=1)
-  V.integer(config, "width", minimum=1)
-  V.integers(config, "depths", minimum=1)
-  common.check_choices(config, "activations", tuple(ACTIVATIONS))
-  V.choice(config, "distribution", common.DISTRIBUTIONS)
-  V.integer(config, "draws", minimum=2)
-  common.check_bool(config, "center")
-  V.integer(config, "seed", minimum=0)
-  common.check_bool(config, "progress")
+  """Check the config against fields.INIT_RANK; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def mlp_output(w_in, w_hid_LxWxW, x_NxI, act, depth=None):

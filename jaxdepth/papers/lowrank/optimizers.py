@@ -18,41 +18,20 @@ import numpy as np
 
 from jaxdepth.engine import devices, loop, metrics, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields
 from jaxdepth.papers.lowrank import regression as reg
 
 EXPERIMENT = "lowrank.optimizers"
 
-OPTIMIZERS = ("sgd", "nesterov", "adam", "lbfgs", "random_search", "es")
-GRADIENT_FREE = ("random_search", "es")
-FIELDS = ("experiment", "dim", "target_rank", "n_train", "n_test", "depths",
-          "optimizers", "steps", "gf_steps", "lbfgs_steps", "lr", "sigma", "momentum",
-          "population", "num_seeds", "seed", "progress")
+OPTIMIZERS = fields.OPTIMIZER_NAMES
+GRADIENT_FREE = fields.GRADIENT_FREE
+# The fields, their defaults and rules: fields.OPTIMIZERS (docs/config_fields.md).
+SCHEMA = fields.OPTIMIZERS
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  dim = V.integer(config, "dim", minimum=2)
-  V.integer(config, "target_rank", minimum=1, maximum=dim)
-  V.integer(config, "n_train", minimum=1)
-  V.integer(config, "n_test", minimum=1)
-  V.integers(config, "depths", minimum=1)
-  opts = common.check_choices(config, "optimizers", OPTIMIZERS)
-  for f in ("steps", "gf_steps", "lbfgs_steps"):
-    V.integer(config, f, minimum=1)
-  V.known_fields(config.lr, ("sgd", "nesterov", "adam", "es"), prefix="lr.")
-  for o in ("sgd", "nesterov", "adam", "es"):
-    V.number(config, f"lr.{o}", low=0.0, low_open=True)
-  V.known_fields(config.sigma, GRADIENT_FREE, prefix="sigma.")
-  for o in GRADIENT_FREE:
-    V.number(config, f"sigma.{o}", low=0.0, low_open=True)
-  V.number(config, "momentum", low=0.0, high=1.0, high_open=True)
-  V.integer(config, "population", minimum=1)
-  V.integer(config, "num_seeds", minimum=1)
-  V.integer(config, "seed", minimum=0)
-  common.check_bool(config, "progress")
-  del opts
+  """Check the config against fields.OPTIMIZERS; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def fit_depth(config, method: str, depth: int, problems: common.Regression, keys):

@@ -19,34 +19,17 @@ import numpy as np
 
 from jaxdepth.engine import devices, loop, metrics, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields
 
 EXPERIMENT = "lowrank.regression"
 
-FIELDS = ("experiment", "dim", "targets", "target_rank", "n_train", "n_test", "depths",
-          "inits", "init_rank", "steps", "lr", "lr_scaling", "num_seeds", "seed",
-          "log_every", "progress")
+# The fields, their defaults and rules: fields.REGRESSION (docs/config_fields.md).
+SCHEMA = fields.REGRESSION
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  dim = V.integer(config, "dim", minimum=2)
-  common.check_choices(config, "targets", common.TARGETS)
-  V.integer(config, "target_rank", minimum=1, maximum=dim)
-  V.integer(config, "n_train", minimum=1)
-  V.integer(config, "n_test", minimum=1)
-  V.integers(config, "depths", minimum=1)
-  common.check_choices(config, "inits", common.INITS)
-  V.integer(config, "init_rank", minimum=1, maximum=dim)
-  steps = V.integer(config, "steps", minimum=1)
-  V.number(config, "lr", low=0.0, low_open=True)
-  V.choice(config, "lr_scaling", ("inverse_depth", "none"))
-  V.integer(config, "num_seeds", minimum=1)
-  V.integer(config, "seed", minimum=0)
-  log = V.integer(config, "log_every", minimum=1)
-  V.require(steps % log == 0, "log_every", f"must divide steps={steps}, got {log}")
-  common.check_bool(config, "progress")
+  """Check the config against fields.REGRESSION; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def init_factors(key, depth: int, dim: int, low_rank, init_rank: int):

@@ -17,26 +17,18 @@ import numpy as np
 
 from jaxdepth.engine import loop, metrics, plotting, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields
 
 EXPERIMENT = "lowrank.volume"
 
-FIELDS = ("experiment", "n", "depths", "draws", "distribution", "thresholds", "seed",
-          "bins", "progress")
+# The fields, their defaults and rules: fields.VOLUME (docs/config_fields.md).
+SCHEMA = fields.VOLUME
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  n = V.integer(config, "n", minimum=2, maximum=512)
-  V.integers(config, "depths", minimum=1)
-  V.integer(config, "draws", minimum=2)
-  V.choice(config, "distribution", common.DISTRIBUTIONS)
-  V.numbers(config, "thresholds", low=0.0, high=float(np.log(n)), low_open=True)
-  V.integer(config, "seed", minimum=0)
-  V.integer(config, "bins", minimum=2)
-  common.check_bool(config, "progress")
+  """Check the config against fields.VOLUME; raises ConfigError before any compute."""
+  SCHEMA.validate(config)
 
 
 def sample_rhos(key, depth: int, n: int, draws: int, distribution: str,
