@@ -206,3 +206,14 @@ def test_readme_snippet():
   ns = {}
   exec(compile(code, "README.md", "exec"), ns)
   assert ns["res"]["ncc_acc_train"].shape[0] == 2
+
+
+def test_sharded_over_devices_equals_one_device(setup):
+  """The run axis sharded over the test session's 4 CPU devices (R = 3 padded to 4)
+  gives the numbers of one device."""
+  x, y, xt, yt, model, variables, res, kappa = setup
+  assert len(jax.devices()) > 1  # conftest: 4 host devices
+  one = analyze_model(model, variables, x, y, C, x_test=xt, y_test=yt,
+                      classifier="Dense_2/kernel", batch_size=16, shard=False)
+  _close(res, one, kappa=kappa)
+  assert res["ncc_acc_train"].shape[0] == R  # the padding run is dropped

@@ -212,8 +212,8 @@ def _orient(w, C, kernel_like):
 
 def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=None,
                   y_test=None, layers=None, classifier=None, batch_size: int = 1024,
-                  eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int = 512
-                  ) -> dict:
+                  eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int = 512,
+                  shard: bool = True) -> dict:
   """Neural-collapse metrics of every layer of a model, per run (module docstring).
 
   Args:
@@ -235,6 +235,8 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
     eps: thresholds of the eps-effective depth.
     rank_samples: the effective rank is that of the Gram matrix of the first
       ``rank_samples`` examples of each split.
+    shard: shard the run axis over every device (``jax.devices()``), padding it to a
+      multiple of the device count; False keeps one device.
   Returns:
     dict of numpy arrays: for every key k of ``nc.collapse_metrics``, ``k + '_train'``
     of shape (R, L) (``counts_train``: (R, L, C)); ``nc3_duality_train`` is NaN except
@@ -323,8 +325,13 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
     test = analysis.Batched(np.asarray(x_train[:1])[None], np.zeros((1, 1), np.int32),
                             np.zeros((1, 1), bool))
   clean = np.zeros(train.y.shape, bool)
+  # The run axis padded and sharded over every device, the data replicated (as the
+  # trainer does; the analyzer has no LAPACK call, so several CPU devices are safe).
+  from jaxdepth.engine import devices
+  place = devices.Placement(R, enabled=shard)
+  train, test, clean = place.shared((train, test, clean))
   program = jax.jit(jax.vmap(analyzer, in_axes=(0, None, None, None, None)))
-  raw = jax.device_get(program(params, train, train.y, clean, test))
+  raw = place.gather(program(place.runs(params), train, train.y, clean, test))
   counts = np.asarray(raw["nc_counts_train"]).astype(np.int32)
   fin = analysis.finalize(raw)
   nan_RxL = np.full(counts.shape[:2], np.nan)
