@@ -65,3 +65,19 @@ def test_core_bench_quick(tmp_path):
   c = res["compile"]
   assert set(c["by_depth"]) == {str(d) for d in res["args"]["compile_depths"]}
   _positive_finite(c["ratio_deepest_over_shallowest"], "compile ratio")
+
+
+def test_analysis_profile_quick(tmp_path):
+  """The analysis profile runs at a tiny size and accounts for every part it times;
+  the traced operation kinds are shares of one whole."""
+  import analysis_profile
+  out = tmp_path / "ap.json"
+  res = analysis_profile.main(["--widths", "8", "--depth", "3", "--seeds", "2",
+                               "--num-train", "200", "--num-test", "64", "--repeats", "2",
+                               "--json", str(out)])
+  (row,) = res["rows"]
+  assert set(row["seconds"]) == {"epoch", "analysis", "device", "forward", "eig", "nc"}
+  assert all(len(v) == 2 and min(v) > 0 for v in row["repeats"].values())
+  shares = {k: v for k, v in row["trace"].items() if k != "traced_ms_per_call"}
+  assert "matmuls" in shares and math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9)
+  assert json.loads(out.read_text())["rows"][0]["width"] == 8
