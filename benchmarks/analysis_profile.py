@@ -16,10 +16,11 @@ of every part before repeat r+1), median of --repeats:
   eig        the host float64 eigenvalues of the Gram matrices (the effective ranks);
   nc         the host NC1/NC2 finalisation from the C x C class statistics.
 
-Then one profiler trace of the device program groups XLA's operations into matmuls
-(dot / ynn fusions), the embedding cache (dynamic-update-slice, the broadcast that
-initialises it) and other copies / transposes / element-wise fusions, as shares of
-the traced operation time. No thresholds are asserted; the output is a markdown table.
+Then one profiler trace each of the device program and of the epoch groups XLA's
+operations into matmuls (dot / ynn fusions), the embedding cache (dynamic-update-slice,
+the broadcast that initialises it) and other copies / transposes / element-wise
+fusions, as shares of the traced operation time. No thresholds are asserted; the
+output is a markdown table.
 """
 
 from __future__ import annotations
@@ -63,14 +64,15 @@ def dataset(n_train, n_test, dim=40, classes=10, seed=0):
   return Dataset(x(n_train), y(n_train), x(n_test), y(n_test), classes, "synthetic")
 
 
-def trace_shares(fn, args, calls=3) -> dict:
-  """Shares of the traced XLA operation time of ``fn(*args)`` by kind."""
+def trace_shares(call, calls=3) -> dict:
+  """Shares of the traced XLA operation time of ``call()`` (which waits for its
+  result) by kind."""
   import jax
   tmp = tempfile.mkdtemp(prefix="jaxdepth_trace_")
-  jax.block_until_ready(fn(*args))
+  call()
   jax.profiler.start_trace(tmp)
   for _ in range(calls):
-    jax.block_until_ready(fn(*args))
+    call()
   jax.profiler.stop_trace()
   (path,) = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)[-1:]
   events = json.load(gzip.open(path))["traceEvents"]
@@ -155,7 +157,8 @@ def profile_width(a, width) -> dict:
   out = {"width": width, "seconds": med, "repeats": times,
          "over_epoch": {k: v / med["epoch"] for k, v in med.items()}}
   if a.trace:
-    out["trace"] = trace_shares(device, (state, labels, chosen))
+    out["trace"] = trace_shares(parts["device"])
+    out["trace_epoch"] = trace_shares(epoch)
   return out
 
 
@@ -173,12 +176,13 @@ def markdown(res) -> str:
                  f"{1e3 * s['nc']:.0f} ms | {1e3 * s['forward']:.0f} ms | "
                  f"**{o['analysis']:.2f}** | {o['forward']:.2f} |")
   for r in res["rows"]:
-    if "trace" in r:
-      t = dict(r["trace"])
-      ms = t.pop("traced_ms_per_call")
-      lines.append(f"\nWidth {r['width']}, device program by kind of XLA operation "
-                   f"(traced {ms:.0f} ms per call): " + "; ".join(
-                       f"{k} {100 * v:.0f}%" for k, v in t.items()))
+    for key, what in (("trace", "analysis device program"), ("trace_epoch", "epoch")):
+      if key in r:
+        t = dict(r[key])
+        ms = t.pop("traced_ms_per_call")
+        lines.append(f"\nWidth {r['width']}, {what} by kind of XLA operation "
+                     f"(traced {ms:.0f} ms per call): " + "; ".join(
+                         f"{k} {100 * v:.0f}%" for k, v in t.items()))
   return "\n".join(lines)
 
 
