@@ -22,7 +22,9 @@ PANELS = (("ncc_train_acc", "NCC train accuracy", False),
           ("ncc_test_acc", "NCC test accuracy", False),
           ("cdnv_train", "CDNV (train)", True),
           ("cdnv_test", "CDNV (test)", True),
-          ("rank_train", "embedding effective rank (train)", False))
+          ("rank_train", "embedding effective rank (train)", False),
+          ("nc1_train", "NC1 = tr(Σ_W Σ_B⁺)/C (train)", True),
+          ("nc2_etf_error_train", "NC2: distance to a simplex ETF", False))
 
 
 def _ok(runs):
@@ -71,14 +73,16 @@ def depth_band(ax, x, groups, eps: str, label=None, color=None):
 
 def per_layer_figure(runs, path: str, title: str) -> str:
   """Per-layer panels plus effective depth vs noise for one (depth, width)."""
-  fig, axes = plotting.subplots(len(PANELS) + 1, ncols=3)
+  # Summaries written before a metric existed have no key for it: no panel.
+  panels = [p for p in PANELS if all(p[0] in r for r in runs)]
+  fig, axes = plotting.subplots(len(panels) + 1, ncols=4)
   by_noise = _group(_ok(runs), "label_noise")
   if not by_noise:  # every run diverged: say so instead of empty panels
     for ax in axes:
       ax.text(0.5, 0.5, "all runs diverged", ha="center", transform=ax.transAxes)
     fig.suptitle(title)
     return plotting.save(fig, path)
-  for ax, (key, label, log) in zip(axes, PANELS):
+  for ax, (key, label, log) in zip(axes, panels):
     for (p,), rs in by_noise.items():
       y = np.array([r[key] for r in rs], dtype=float)
       plotting.mean_band(ax, np.arange(1, y.shape[1] + 1), y, label=f"p={p:g}", log=log)
