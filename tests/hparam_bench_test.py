@@ -90,3 +90,20 @@ def test_torch_per_member_sgd_matches_a_member_loop(tmp_path):
     assert not torch.allclose(net.weights[0][0], net.weights[0][-1])
   finally:
     torch.set_default_dtype(old)
+
+
+def test_jax_grid_worker_is_one_program(tmp_path):
+  """The jax-one worker trains all 9 (lr, wd) points in one compiled epoch program."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((256, 40)).astype(np.float32)
+  y = rng.integers(0, 10, 256).astype(np.int32)
+  np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:64], y_test=y[:64])
+  w = hparam_bench.JaxGrid({"kind": "jax-one", "data": str(tmp_path / "d.npz"),
+                            "args": {"seeds": 1, "epochs": 2, "num_train": 256,
+                                     "depth": 2, "width": 8}})
+  info = w.ready()
+  assert info["runs"] == 9 and info["programs"] == 1 and info["compiles"] == 1
+  assert np.isfinite(info["loss"]) and info["total_s"] >= info["first_epoch_s"] > 0
+  out = w.run(1)
+  assert out["seconds"] > 0 and np.isfinite(out["loss"])
+  assert w.progs[0]["prog"].epoch._cache_size() == 1  # no recompilation at epoch 3
