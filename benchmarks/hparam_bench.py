@@ -12,7 +12,9 @@ grid (36 runs) trained four ways, each in its own worker process:
                  decay are (M, 1, 1) tensors (torch.optim.SGD takes one lr per parameter
                  tensor, i.e. per stacked group, not per member);
   torch-compile  the same, forward and the SGD step under torch.compile (cold: a fresh
-                 inductor cache directory per worker process).
+                 inductor cache directory per worker process);
+  jax-scalar     (only with --variants) one program of 36 runs with one (lr, wd) (9x the
+                 seeds): what per-run hyperparameters cost per epoch, at the same run count.
 Each torch variant runs once per ``--torch-threads`` setting (default 1 and one per
 core), with OMP_WAIT_POLICY=PASSIVE: with libgomp's default spin-waiting, 2 threads
 collapsed (5-50x slower, erratic) while another job kept the 2 cores busy. The jax
@@ -60,6 +62,7 @@ import core_bench  # noqa: E402  (StackedMLP, stacked_loss, the worker plumbing)
 LRS, WDS = (0.01, 0.03, 0.1), (0.0, 5e-4, 2e-3)
 MOMENTUM, WARMUP_EPOCHS, MILESTONES, DECAY = 0.9, 1.0, (0.5, 0.75), 0.2
 VARIANTS = ("jax-one", "jax-9", "torch-eager", "torch-compile")
+EXTRA = ("jax-scalar",)  # not run by default
 
 
 def config(lr, wd, seeds: int, epochs: int, n_train: int, depth: int = 4,
@@ -111,7 +114,7 @@ class JaxGrid:
   def __init__(self, spec):
     t0 = time.perf_counter()
     from jaxdepth.engine import devices
-    devices.use_cpu_cores()  # as `jaxdepth train`: one CPU device per core
+    devices.use_cpu_cores(spec.get("devices"))  # default as `jaxdepth train`: 1 per core
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -121,12 +124,18 @@ class JaxGrid:
     ds = _dataset(spec["data"])
     self.import_s = time.perf_counter() - t0
     a = spec["args"]
-    points = [(LRS, WDS)] if spec["kind"] == "jax-one" else [(l, w) for l in LRS for w in WDS]
+    seeds = a["seeds"]
+    if spec["kind"] == "jax-one":
+      points = [(LRS, WDS)]
+    elif spec["kind"] == "jax-scalar":  # as many runs, one (lr, wd): 9x the seeds
+      points, seeds = [(LRS[1], WDS[1])], seeds * len(LRS) * len(WDS)
+    else:
+      points = [(l, w) for l in LRS for w in WDS]
     self.progs, first, losses = [], 0.0, []
     t0 = time.perf_counter()
     for lr, wd in points:
       t1 = time.perf_counter()
-      c = config(lr, wd, a["seeds"], a["epochs"], a["num_train"], a["depth"], a["width"])
+      c = config(lr, wd, seeds, a["epochs"], a["num_train"], a["depth"], a["width"])
       grid = train.run_grid(c)
       place = train.placement(c, len(grid))
       prog = train.build_program(c, ds, c.depth, c.width, place)
@@ -267,7 +276,9 @@ def parse_args(argv=None):
   ap.add_argument("--grid-repeats", type=int, default=3, help="fresh-worker grid runs")
   ap.add_argument("--repeats", type=int, default=5, help="steady-state repeats")
   ap.add_argument("--epochs-per-repeat", type=int, default=2)
-  ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+  ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA)
+  ap.add_argument("--jax-devices", type=int, default=None,
+                  help="CPU devices of the jax workers (default: one per core, as the CLI)")
   ap.add_argument("--torch-threads", type=int, nargs="+", default=None,
                   help="torch.set_num_threads settings, each a variant (default: 1 and cores)")
   ap.add_argument("--omp-wait-policy", default="PASSIVE",
@@ -329,6 +340,7 @@ def main(argv=None) -> dict:
         for n in names:
           kind, _, th = n.partition("/")
           spec = {"kind": kind, "data": path, "threads": int(th[:-1] or 0),
+                  "devices": a.jax_devices,
                   "args": {k: getattr(a, k) for k in ("seeds", "epochs", "num_train",
                                                       "depth", "width")},
                   "inductor_cache": tempfile.mkdtemp(dir=tmp, prefix="inductor")}
