@@ -376,7 +376,7 @@ def main(argv=None) -> dict:
         "info": grid[n][-1]}
   ref = res["variants"].get("jax-one")
   if ref:
-    for n, v in res["variants"].items():
+    for v in res["variants"].values():
       v["grid_total_over_jax_one"] = v["grid_total_median_s"] / ref["grid_total_median_s"]
       v["epoch_over_jax_one"] = v["epoch_median_s"] / ref["epoch_median_s"]
       v["epoch_over_jax_one_per_repeat"] = [

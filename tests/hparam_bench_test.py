@@ -75,7 +75,7 @@ def test_torch_per_member_sgd_matches_a_member_loop(tmp_path):
         torch.nn.functional.cross_entropy(mlp(xt[idx[m]]), yt[idx[m]]).backward()
         opt.step()
         sch.step()
-    for m, (mlp, lins, bns, _, _) in enumerate(loop):
+    for m, (_, lins, bns, _, _) in enumerate(loop):
       for lin, W, b in zip(lins, net.weights, net.biases):
         np.testing.assert_allclose(W[m].detach().T, lin.weight.detach(), rtol=1e-9,
                                    atol=1e-12)
