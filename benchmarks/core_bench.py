@@ -514,9 +514,10 @@ def worker_main(spec_json: str) -> None:
 class Proc:
   """One worker process; only one is ever computing at a time."""
 
-  def __init__(self, name, spec, env):
+  def __init__(self, name, spec, env, script=None):
     self.name, self.spec = name, spec
-    self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker",
+    script = os.path.abspath(script or __file__)  # another benchmark's workers: its file
+    self.p = subprocess.Popen([sys.executable, script, "--worker",
                                json.dumps(spec)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     self.info = None
