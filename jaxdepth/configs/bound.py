@@ -41,7 +41,7 @@ comparison), ``:tiny`` (Gaussian mixture, under a minute: tests and the notebook
 
 import ml_collections
 
-VARIANTS = ("L16", "mnist1d", "tiny")  # values of get_config's arg
+VARIANTS = ("L16", "mnist1d", "fashion_mnist", "tiny")  # values of get_config's arg
 
 
 def get_config(arg=None):
@@ -113,6 +113,18 @@ def get_config(arg=None):
     c.batch_size = 100
     c.checkpoint_every = 40
     c.rank_samples = 64
+  elif arg == "fashion_mnist":  # Fashion-MNIST (Debian IDX), MLP-8-128, 5 clean seeds
+    c.dataset = "fashion_mnist"  # docs/minimal_depth.md §4.2
+    c.data.num_train = 10000    # pool: the first 10,000 training images
+    c.data.num_test = 0         # all 10,000 test images
+    c.family = "mlp"
+    c.width = 128
+    c.model = ml_collections.ConfigDict()
+    c.num_draws = 5
+    c.num_clean_seeds = 5
+    c.control = False
+    c.epochs = 100              # at 40 the noisy nets did not fit S1 u S2~ for p >= 0.15
+    c.checkpoint_every = 50
   elif arg == "tiny":           # seconds on CPU: tests, notebook under JAXDEPTH_TINY=1
     c.dataset = "gaussian"
     c.data.num_train = 240
@@ -138,5 +150,6 @@ def get_config(arg=None):
     c.rank_samples = 16
     c.progress = False
   elif arg:
-    raise ValueError(f"unknown variant {arg!r}; allowed: L16, mnist1d, tiny")
+    raise ValueError(f"unknown variant {arg!r}; allowed: L16, mnist1d, fashion_mnist, "
+                     "tiny")
   return c
