@@ -40,7 +40,8 @@ comparison), ``:fashion_mnist`` (the curve on a second dataset: MLP-8-128 on Deb
 Fashion-MNIST IDX files, pool of the first 10,000 training images, m = 500, K = 5
 draws x 5 clean seeds, 100 epochs, no control; 8 min 43 s wall on the shared 2-core
 CPU, 2026-12-04; test error 0.231, estimate below it for p in [0.075, 0.2] at
-eps = 0.01; docs/minimal_depth.md §4.2), ``:tiny`` (Gaussian mixture, under a minute:
+eps = 0.01; with ``--config.num_draws=10``, 9 min 57 s: p = 0.03 and [0.05, 0.2];
+docs/minimal_depth.md §4.2), ``:tiny`` (Gaussian mixture, under a minute:
 tests and the notebook).
 """
 
