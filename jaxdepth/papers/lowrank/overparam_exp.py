@@ -96,7 +96,7 @@ def points(config) -> list[str]:
 
 def validate(config) -> None:
   V.known_fields(config, FIELDS)
-  V.choice(config, "dataset", ("digits", "mnist1d", "gaussian"))
+  V.choice(config, "dataset", ("digits", "mnist1d", "gaussian", "fashion_mnist"))
   models = common.check_choices(config, "models", tuple(MODELS))
   exps = V.integers(config, "expansions", minimum=1)
   V.number(config, "expansion_width", low=0.0, low_open=True)
