@@ -51,52 +51,13 @@ VARIANTS = ("L16", "mnist1d", "fashion_mnist", "tiny")  # values of get_config's
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "bound"        # registry name -> jaxdepth/papers/minimal_depth/bound_experiment.py
-  c.dataset = "digits"          # digits | mnist1d | gaussian | a tfds name
-  c.data = ml_collections.ConfigDict(dict(
-      num_train=0,              # training pool S1, S2 are drawn from (0 = all 1,347)
-      num_test=0,               # test examples for the clean test error (0 = all 450)
-      seed=0,                   # seed of the embedded datasets' train/test split
-      data_dir="",              # tfds data_dir ('' = tfds default)
-      idx_dir="",               # Fashion-MNIST IDX files ('' = $JAXDEPTH_IDX_DIR / Debian's)
-      download=False,           # tfds: download_and_prepare when missing
-  ))
-  c.family = "conv"             # architecture G: mlp | conv | resnet18_top
-  c.depth = 8                   # L (L in {8, 16}: ':L16'; the bound should not depend on it)
-  c.width = 16                  # H channels
-  c.batchnorm = True            # BN in every block
-  c.init = "kaiming"            # kaiming | pytorch
-  c.model = ml_collections.ConfigDict(dict(head="gap"))  # CONV head: global avg pool
-  c.seed = 0                    # root key; subset/noise/init/order keys: one stream each
-  c.m = 500                     # size of S1 and of S2 (multiple of the class count)
-  c.num_draws = 10              # K draws of (S1, S2)
-  c.num_clean_seeds = 2         # n_gamma networks trained on each clean S1
-  c.num_noisy_seeds = 1         # n_noisy networks per draw and p (min gives dmin_hat)
-  # Corruption fractions of S2, each in (0, 1/2). Dense where the first term changes:
-  # at eps, p <= 2 eps keeps the corrupted p/2 of S1 u S2 within the NCC's eps budget
-  # (dmin_hat near the clean depth, first term ~1); above it dmin_hat jumps and the
-  # estimate is (1 + alpha) p, below the test error until (1 + alpha) p reaches it.
-  c.p = (0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
-  c.control = True              # also train p = 0 (clean S1 u S2): the control row
-  c.noise_mode = "flip"         # flip (Prop. 1: always a wrong class) | uniform
-  c.alpha = (0.1,)              # slack alpha of the bound, reported by default
-  c.eps = (0.01, 0.05)          # effective-depth thresholds reported by default
-  c.epochs = 40                 # epochs (noisy runs see 2m points: twice the steps)
-  c.batch_size = 50             # SGD batch; epoch remainder dropped
-  c.lr = 0.05                   # base learning rate
-  c.momentum = 0.9              # SGD momentum
-  c.weight_decay = 5e-4         # coupled L2
-  c.warmup_epochs = 1.0         # linear warm-up from 0
-  c.schedule = "step"           # step | cosine | constant
-  c.milestones = (0.5, 0.75)    # fractions of training where lr *= decay
-  c.decay = 0.2                 # step factor
-  c.checkpoint_every = 20       # epochs between checkpoints (and always at the end)
-  c.keep_checkpoints = 1        # checkpoints kept per program (clean, noisy)
-  c.analysis_batch = 500        # batch of the streamed per-layer analysis
-  c.rank_samples = 16           # examples for the per-layer rank diagnostic (unused here)
-  c.shard_runs = True           # shard the run axis over devices when there are several
-  c.progress = True             # progress bar
+  # The defaults are the bound experiment's declared fields (fields.BOUND: CONV-8-16,
+  # global-average-pool head, on digits; S1, S2 of m = 500; 10 draws x 2 clean seeds;
+  # p from 0.01 to 0.3, dense where the first term changes (p <= 2 eps keeps the
+  # corrupted p/2 of S1 u S2 within the NCC's eps budget); eps 0.01 and 0.05; 40 epochs
+  # of SGD). docs/config_fields.md lists every field; the variants below change some.
+  from jaxdepth.papers.minimal_depth import fields  # configs sit above the papers
+  c = fields.BOUND.defaults()
   if arg == "L16":
     c.depth = 16
     c.epochs = 80               # at 40 epochs the 16-layer noisy nets did not fit S1 u S2~
