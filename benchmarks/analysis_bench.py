@@ -35,6 +35,11 @@ Variants (one process; repeat r of every variant before repeat r + 1):
                  NCC test accuracy with the train means. Sums are taken relative to the
                  first batch's mean (as jaxdepth does): without that shift the float32
                  class means of deep layers lose several digits to cancellation.
+  torch-stacked-1thread  the same with one intra-op thread: on a loaded machine every
+                 small multi-threaded torch op can wait a scheduler tick for its second
+                 thread (seen here: 9 ms per tiny baddbmm), so one thread can be faster.
+  torch-stacked-compile  the same, the per-batch steps of both passes under
+                 ``torch.compile`` (default inductor; compile time reported separately).
   torch-loop     the same metric code once per seed, on a per-seed ``torch.nn``
                  Sequential (Linear, ReLU, ..., Linear) whose ReLU outputs are captured
                  with forward hooks (how the codebases read layers).
@@ -217,13 +222,14 @@ def many_matrices(fn, a):
   return tuple(torch.cat(p) for p in zip(*parts))
 
 
-def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_layer: int
-                  ) -> dict:
+def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_layer: int,
+                  compile: bool = False) -> dict:
   """The PyTorch codebases' accumulators and metrics, vectorized over S stacked seeds.
 
   ``forward(x) -> (logits (S, B, C), [feats (S, B, D)])``; ``head_w`` (S, C, D) the
   classifier for NC3; ``batches`` / ``test_batches`` lists of (x, y) torch tensors;
-  ``rank_x`` the inputs whose Gram matrices give the effective rank. Returns numpy
+  ``rank_x`` the inputs whose Gram matrices give the effective rank; ``compile``: the
+  per-batch steps of both passes under ``torch.compile`` (inductor). Returns numpy
   arrays (S, L) (network loss/acc: (S,)), keyed like ``analyze_model``'s result.
   """
   import torch
@@ -234,15 +240,42 @@ def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_la
     refs = [f.mean(1, keepdim=True) for f in feats0]  # (S, 1, D) shift
     S, L = feats0[0].shape[0], len(feats0)
 
-    def class_sums(data):  # pass 1: counts (C,), sums of (h - ref) (S, C, D) per layer
+    def sums_step(x, oh):  # one batch of pass 1: per-layer (S, C, D) increments
+      _, feats = forward(x)
+      return [oh.T @ (f - r) for f, r in zip(feats, refs)]
+
+    def m2_step(x, y, oh, mus, ncc_mus, ncc_sq, sw):
+      """One batch of pass 2; accumulates Sigma_W (D x D, N times) into ``sw`` when given
+      (in place) and returns the other increments."""
+      logits, feats = forward(x)
+      net_pred = logits.argmax(-1)  # (S, B)
+      loss_b = -torch.log_softmax(logits, -1).gather(
+          2, y.expand(S, -1)[..., None])[..., 0].sum(1)
+      acc_b = (net_pred == y).sum(1)
+      m2_b, hit_b, agree_b = [], [], []
+      for l, f in enumerate(feats):
+        z = f - refs[l]
+        r = z - oh @ mus[l]  # h_i - mu_{y_i}, (S, B, D)
+        m2_b.append((r * r).sum(-1) @ oh)
+        pred = (2 * z @ ncc_mus[l].transpose(1, 2) - ncc_sq[l]).argmax(-1)  # (S, B)
+        hit_b.append((pred == y).sum(1))
+        if sw is not None:
+          sw[l].baddbmm_(r.transpose(1, 2), r)
+          agree_b.append((pred == net_pred).sum(1))
+      agree_b = torch.stack(agree_b, 1) if agree_b else None
+      return m2_b, torch.stack(hit_b, 1), agree_b, loss_b, acc_b
+
+    if compile:
+      sums_step, m2_step = torch.compile(sums_step), torch.compile(m2_step)
+
+    def class_sums(data):  # pass 1: counts (C,), means of (h - ref) (S, C, D) per layer
       cnt = torch.zeros(C)
       sums = [torch.zeros(S, C, f.shape[2]) for f in feats0]
       for x, y in data:
         oh = F.one_hot(y.long(), C).float()  # (B, C)
-        _, feats = forward(x)
         cnt += oh.sum(0)
-        for l, f in enumerate(feats):
-          sums[l] += oh.T @ (f - refs[l])
+        for acc_, inc in zip(sums, sums_step(x, oh)):
+          acc_ += inc
       return cnt, [s / cnt.clamp(min=1)[None, :, None] for s in sums]
 
     def second_pass(data, mus, ncc_mus, sigma_w: bool):
@@ -257,21 +290,14 @@ def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_la
       for x, y in data:
         y = y.long()
         oh = F.one_hot(y, C).float()
-        logits, feats = forward(x)
-        net_pred = logits.argmax(-1)  # (S, B)
-        loss += -torch.log_softmax(logits, -1).gather(
-            2, y.expand(S, -1)[..., None])[..., 0].sum(1)
-        acc += (net_pred == y).sum(1)
-        for l, f in enumerate(feats):
-          z = f - refs[l]
-          r = z - oh @ mus[l]  # h_i - mu_{y_i}, (S, B, D)
-          m2[l] += (r * r).sum(-1) @ oh
-          if sigma_w:
-            sw[l].baddbmm_(r.transpose(1, 2), r)
-          pred = (2 * z @ ncc_mus[l].transpose(1, 2) - ncc_sq[l]).argmax(-1)  # (S, B)
-          hit[:, l] += (pred == y).sum(1)
-          if sigma_w:
-            agree[:, l] += (pred == net_pred).sum(1)
+        m2_b, hit_b, agree_b, loss_b, acc_b = m2_step(x, y, oh, mus, ncc_mus, ncc_sq, sw)
+        for acc_, inc in zip(m2, m2_b):
+          acc_ += inc
+        hit += hit_b
+        loss += loss_b
+        acc += acc_b
+        if sigma_w:
+          agree += agree_b
       return m2, hit, agree, sw, loss, acc
 
     cnt, mus = class_sums(batches)
@@ -358,9 +384,10 @@ def torch_inputs(variables, depth, x, y, xt, yt, batch_size, rank_samples):
           rank_x)
 
 
-def torch_stacked(inputs, C, nc3_layer):
+def torch_stacked(inputs, C, nc3_layer, compile=False):
   weights, head_w, tr, te, rank_x = inputs
-  return torch_metrics(stacked_forward(weights), head_w, tr, te, C, rank_x, nc3_layer)
+  return torch_metrics(stacked_forward(weights), head_w, tr, te, C, rank_x, nc3_layer,
+                       compile)
 
 
 def torch_loop(inputs, C, nc3_layer):
@@ -436,12 +463,14 @@ def main(argv=None) -> dict:
   ap.add_argument("--rank-samples", type=int, default=512)
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--torch-threads", type=int, default=0, help="0: the number of cores")
-  ap.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats")
+  ap.add_argument("--no-compile", action="store_true",
+                  help="leave out torch-stacked-compile (about a minute of compiling)")
+  ap.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats, no compile")
   ap.add_argument("--json", default=None)
   a = ap.parse_args(argv)
   if a.quick:
     a.depth, a.width, a.seeds, a.num_train, a.num_test, a.repeats = 3, 32, 2, 600, 200, 2
-    a.batch_size, a.rank_samples = 128, 64
+    a.batch_size, a.rank_samples, a.no_compile = 128, 64, True
 
   import jax
   import torch
@@ -462,21 +491,43 @@ def main(argv=None) -> dict:
   res["jax_first_call_s"] = time.perf_counter() - t0
   nc3_layer = jx["nc3_layer"]
   inputs = torch_inputs(variables, a.depth, x, y, xt, yt, a.batch_size, a.rank_samples)
+  def one_thread(fn):  # torch with one intra-op thread (no OpenMP barrier per op)
+    def run():
+      n = torch.get_num_threads()
+      torch.set_num_threads(1)
+      try:
+        return fn()
+      finally:
+        torch.set_num_threads(n)
+    return run
+
   variants = {"jaxdepth": run_jax,
-              "torch-stacked": lambda: torch_stacked(inputs, C, nc3_layer),
-              "torch-loop": lambda: torch_loop(inputs, C, nc3_layer)}
-  # Warm-up (first torch calls allocate; jaxdepth's is above) and correctness.
+              "torch-stacked": lambda: torch_stacked(inputs, C, nc3_layer)}
+  if torch.get_num_threads() > 1:
+    variants["torch-stacked-1thread"] = one_thread(variants["torch-stacked"])
+  if not a.no_compile:
+    variants["torch-stacked-compile"] = lambda: torch_stacked(inputs, C, nc3_layer, True)
+  variants["torch-loop"] = lambda: torch_loop(inputs, C, nc3_layer)
+  torch_names = [k for k in variants if k != "jaxdepth"]
+  # Warm-up (first torch calls allocate, torch.compile compiles; jaxdepth's is above;
+  # the compiled variant is called twice: its second call still recompiled for the
+  # dynamic batch dimension) and correctness.
   res["deviations"] = {}
-  for name in ("torch-stacked", "torch-loop"):
+  res["first_call_s"] = {"jaxdepth": res["jax_first_call_s"]}
+  for name in torch_names:
+    t0 = time.perf_counter()
     th = variants[name]()
+    res["first_call_s"][name] = time.perf_counter() - t0
+    if name.endswith("compile"):
+      th = variants[name]()
     dev = deviations(jx, th, a.num_train, a.num_test)
     res["deviations"][name] = dev
     bad = check(dev)
     print(f"{name} vs jaxdepth, max deviations: "
           + ", ".join(f"{k} {v:.3g}" for k, v in dev.items())
           + ("  -- OK" if not bad else f"  -- OVER TOLERANCE: {bad}"), flush=True)
-  print(f"jaxdepth first call (compile included): {res['jax_first_call_s']:.2f} s",
-        flush=True)
+  print("first call (compile included): " + ", ".join(
+      f"{k} {v:.2f} s" for k, v in res["first_call_s"].items()), flush=True)
   times = {k: [] for k in variants}
   loads = []
   for r in range(a.repeats):
@@ -487,15 +538,15 @@ def main(argv=None) -> dict:
     loads.append(loadavg()[0])
     print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items())
           + f" (load {loads[-1]})", flush=True)
-  best_torch = min(("torch-stacked", "torch-loop"),
-                   key=lambda k: statistics.median(times[k]))
+  best_torch = min(torch_names, key=lambda k: statistics.median(times[k]))
   ratios = [t / j for t, j in zip(times[best_torch], times["jaxdepth"])]
   res.update(times=times, median_s={k: statistics.median(v) for k, v in times.items()},
              best_torch=best_torch, speedup_per_repeat=ratios,
              speedup_median=statistics.median(ratios), load_per_repeat=loads,
              load_end=loadavg())
   print(f"median: " + ", ".join(f"{k} {v:.3f} s" for k, v in res["median_s"].items()))
-  print(f"jaxdepth vs {best_torch}: {res['speedup_median']:.2f}x faster "
+  print(f"speed-up of jaxdepth over {best_torch} (its time / jaxdepth's; > 1: jaxdepth "
+        f"faster): {res['speedup_median']:.2f}x "
         f"(median of per-repeat ratios {', '.join(f'{q:.2f}' for q in ratios)})")
   if a.json:
     with open(a.json, "w") as f:
