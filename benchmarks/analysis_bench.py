@@ -544,7 +544,7 @@ def main(argv=None) -> dict:
              best_torch=best_torch, speedup_per_repeat=ratios,
              speedup_median=statistics.median(ratios), load_per_repeat=loads,
              load_end=loadavg())
-  print(f"median: " + ", ".join(f"{k} {v:.3f} s" for k, v in res["median_s"].items()))
+  print("median: " + ", ".join(f"{k} {v:.3f} s" for k, v in res["median_s"].items()))
   print(f"speed-up of jaxdepth over {best_torch} (its time / jaxdepth's; > 1: jaxdepth "
         f"faster): {res['speedup_median']:.2f}x "
         f"(median of per-repeat ratios {', '.join(f'{q:.2f}' for q in ratios)})")
