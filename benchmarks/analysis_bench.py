@@ -33,8 +33,9 @@ Variants (one process; repeat r of every variant before repeat r + 1):
                  matrix of the first ``rank_samples`` examples (what jaxdepth reports).
                  Test set: pass 1 for its class means (CDNV on test), pass 2 for the
                  NCC test accuracy with the train means. Sums are taken relative to the
-                 first batch's mean (as jaxdepth does): without that shift the float32
-                 class means of deep layers lose several digits to cancellation.
+                 first batch's mean, as jaxdepth does (for collapsed layers, whose class
+                 means are close relative to their norm). Raw sums (``shift=False``)
+                 gave the same metrics to 7e-7 here and flipped 1 NCC decision of 10,000.
   torch-stacked-1thread  the same with one intra-op thread: on a loaded machine every
                  small multi-threaded torch op can wait a scheduler tick for its second
                  thread (seen here: 9 ms per tiny baddbmm), so one thread can be faster.
@@ -223,13 +224,14 @@ def many_matrices(fn, a):
 
 
 def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_layer: int,
-                  compile: bool = False) -> dict:
+                  compile: bool = False, shift: bool = True) -> dict:
   """The PyTorch codebases' accumulators and metrics, vectorized over S stacked seeds.
 
   ``forward(x) -> (logits (S, B, C), [feats (S, B, D)])``; ``head_w`` (S, C, D) the
   classifier for NC3; ``batches`` / ``test_batches`` lists of (x, y) torch tensors;
   ``rank_x`` the inputs whose Gram matrices give the effective rank; ``compile``: the
-  per-batch steps of both passes under ``torch.compile`` (inductor). Returns numpy
+  per-batch steps of both passes under ``torch.compile`` (inductor); ``shift``: sums
+  of h minus the first batch's mean (False: of h itself). Returns numpy
   arrays (S, L) (network loss/acc: (S,)), keyed like ``analyze_model``'s result.
   """
   import torch
@@ -237,7 +239,7 @@ def torch_metrics(forward, head_w, batches, test_batches, C: int, rank_x, nc3_la
   f64 = torch.float64
   with torch.no_grad():
     _, feats0 = forward(batches[0][0])
-    refs = [f.mean(1, keepdim=True) for f in feats0]  # (S, 1, D) shift
+    refs = [f.mean(1, keepdim=True) * shift for f in feats0]  # (S, 1, D) shift
     S, L = feats0[0].shape[0], len(feats0)
 
     def sums_step(x, oh):  # one batch of pass 1: per-layer (S, C, D) increments
@@ -409,10 +411,10 @@ def deviations(jx: dict, th: dict, n: int, n_test: int) -> dict:
       out[k] = float("inf")
       continue
     a, b = a[~both], b[~both]
-    if k in ("ncc_acc_train", "nc4_agreement_train", "acc_train"):
-      out[k + " (samples)"] = float(np.max(np.abs(a - b)) * n)
+    if k in ("ncc_acc_train", "nc4_agreement_train", "acc_train"):  # float32 fractions
+      out[k + " (samples)"] = round(float(np.max(np.abs(a - b)) * n), 2)
     elif k in ("ncc_acc_test", "acc_test"):
-      out[k + " (samples)"] = float(np.max(np.abs(a - b)) * n_test)
+      out[k + " (samples)"] = round(float(np.max(np.abs(a - b)) * n_test), 2)
     else:
       out[k] = float(np.max(np.abs(a - b) / np.abs(a)))
   rel = np.abs(jx["nc1_train"] - th["nc1_train"]) / np.abs(jx["nc1_train"])
