@@ -183,6 +183,30 @@ def test_layer_selection(setup):
   assert out["layer_names"] == ["Dense_1"]
 
 
+def test_program_cache(setup):
+  """A repeated call reuses the jitted program (no retrace) with the same results; a
+  different static structure (layers, classifier, an unequal model) gets its own."""
+  from jaxdepth.measure import models
+  x, y, xt, yt, model, variables, res, kappa = setup
+  models._PROGRAMS.clear()
+  traces = []
+  spy = lambda p, xb: (traces.append(1), _hand(p, xb)[::-1])[1]
+  params = variables["params"]
+  a = analyze_model(spy, params, x, y, C, layers=[0, 2])
+  n = len(traces)
+  b = analyze_model(spy, params, x, y, C, layers=[0, 2])
+  assert len(traces) == n + 1  # only the shape probe outside the program
+  assert len(models._PROGRAMS) == 1
+  for k in ("ncc_acc_train", "nc1_train", "cdnv_train"):
+    np.testing.assert_array_equal(a[k], b[k])
+  analyze_model(spy, params, x, y, C, layers=[0, 1])
+  assert len(models._PROGRAMS) == 2
+  analyze_model(model, variables, x, y, C, classifier="Dense_2/kernel")
+  analyze_model(model, variables, x, y, C)
+  analyze_model(LinenMLP(), variables, x, y, C)  # an equal module: a cache hit
+  assert len(models._PROGRAMS) == 4
+
+
 def test_effective_depth(setup):
   x, y, xt, yt, model, variables, res, kappa = setup
   err = 1.0 - res["ncc_acc_train"]

@@ -4,7 +4,8 @@
 parameter leaf), computes every layer's embeddings of the train (and test) set in
 fixed-size batches, and returns the metrics of ``nc.collapse_metrics`` per run and per
 layer, the NCC test accuracy with the train class means, CDNV, effective rank and the
-eps-effective depth. One jit per call, vmapped over the run axis.
+eps-effective depth. One jitted program, vmapped over the run axis, cached per static
+structure (see ``_program_key``): a second call on the same model compiles nothing.
 
 Three kinds of model:
 
@@ -210,6 +211,31 @@ def _orient(w, C, kernel_like):
   return w.T
 
 
+# Jitted analysis programs of earlier calls, keyed on everything the program is built
+# from (``_program_key``); jit itself still retraces for new shapes or dtypes. Bounded:
+# the oldest entry goes first.
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 16
+
+
+def _program_key(kind, model, layers, classifier, C, eps, rank_samples, names, nc3_layer):
+  """The static structure the program is built from, or None (no caching) when a part
+  is unhashable. A linen Module compares by class and fields, an nnx Module by its
+  graphdef, callables (the model, ``layers``, ``classifier``) by identity, as
+  ``jax.jit`` caches them."""
+  if kind == "nnx":
+    from flax import nnx
+    model = nnx.split(model)[0]
+  if isinstance(layers, (list, tuple)):
+    layers = ("names",) + tuple(str(n) for n in layers)
+  key = (kind, model, layers, classifier, C, eps, rank_samples, tuple(names), nc3_layer)
+  try:
+    hash(key)
+  except TypeError:
+    return None
+  return key
+
+
 def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=None,
                   y_test=None, layers=None, classifier=None, batch_size: int = 1024,
                   eps: Sequence[float] = (0.01, 0.05, 0.1), rank_samples: int = 512,
@@ -314,8 +340,9 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
 
   cls = None if get_w is None else (
       nc3_layer, lambda p: _orient(get_w(p), C, kernel_like))
+  eps_t = tuple(float(e) for e in eps)
   analyzer = analysis.make_analyzer(Network(None, apply, L, tuple(names)), C,
-                                    tuple(float(e) for e in eps), int(rank_samples),
+                                    eps_t, int(rank_samples),
                                     cache=False, classifier=cls)
   B = int(max(1, min(batch_size, N)))
   train = analysis.batch_pad(np.asarray(x_train), np.asarray(y_train), B)
@@ -325,12 +352,20 @@ def analyze_model(model, params, x_train, y_train, num_classes: int, *, x_test=N
     test = analysis.Batched(np.asarray(x_train[:1])[None], np.zeros((1, 1), np.int32),
                             np.zeros((1, 1), bool))
   clean = np.zeros(train.y.shape, bool)
+  key = _program_key(kind, model, layers, classifier, C, eps_t, int(rank_samples), names,
+                     nc3_layer)
+  program = _PROGRAMS.get(key) if key is not None else None
+  if program is None:
+    program = jax.jit(jax.vmap(analyzer, in_axes=(0, None, None, None, None)))
+    if key is not None:
+      if len(_PROGRAMS) >= _MAX_PROGRAMS:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+      _PROGRAMS[key] = program
   # The run axis padded and sharded over every device, the data replicated (as the
   # trainer does; the analyzer has no LAPACK call, so several CPU devices are safe).
   from jaxdepth.engine import devices
   place = devices.Placement(R, enabled=shard)
   train, test, clean = place.shared((train, test, clean))
-  program = jax.jit(jax.vmap(analyzer, in_axes=(0, None, None, None, None)))
   raw = place.gather(program(place.runs(params), train, train.y, clean, test))
   counts = np.asarray(raw["nc_counts_train"]).astype(np.int32)
   fin = analysis.finalize(raw)
