@@ -229,3 +229,35 @@ def test_bound_tables_docs_and_readme_agree(tmp_path):
   text = tables.build("bound_readme", dirs)
   same, msg = tables.check(text, README)
   assert same, msg
+
+
+OVERPARAM_RUNS = [os.path.join(ROOT, "tests", "data", "overparam_readme", n)
+                  for n in ("op_digits", "op_digits_none", "op_fm", "op_fm_none")]
+
+
+def test_readme_overparam_table_regenerates_from_its_runs():
+  """The stored summaries (and last evaluations) of the README's four
+  over-parameterization runs give its table cell for cell; the penultimate-layer rank
+  column is recomputed here with numpy from the evaluation records."""
+  text = tables.build("overparam", OVERPARAM_RUNS)
+  same, msg = tables.check(text, README)
+  assert same, msg
+  rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[2:]]
+  # lr / d runs have d = 1, 2, 4; the unscaled runs skip d = 1 (the same networks).
+  assert [r[2] for r in rows if r[0] == "digits" and r[1] == "MLP"] == ["1", "2", "4", "2", "4"]
+  for r, (wd, model, d) in zip(rows, [(w, m, d) for w in OVERPARAM_RUNS
+                                      for m, d in _op_keys(w)]):
+    evals = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+    pen = np.array([x["rank_train"][-1] for x in evals if x["model"] == model and
+                    x["expansion"] == d and not x["diverged"]], np.float64)
+    want = "—" if pen.size == 0 else f"{pen.mean():.3f} ± {pen.std():.3f}"
+    assert r[8] == want, (wd, model, d)
+
+
+def _op_keys(wd):
+  with open(os.path.join(wd, "summary.json")) as f:
+    s = json.load(f)
+  with open(os.path.join(wd, "config.json")) as f:
+    none = json.load(f)["lr_scaling"] == "none"
+  keys = [(k.split("/")[0], int(k.split("/")[1][1:])) for k in s["results"]]
+  return [(m, d) for m, d in keys if not (none and d == 1)]

@@ -245,6 +245,67 @@ class BoundTable:
     return markdown(["eps", "p"] + [_g(p) for p in ps], out)
 
 
+# ----------------------------------------------------- over-parameterization
+OVERPARAM_HEADERS = ("data", "model", "d", "lr", "diverged", "train acc", "test acc",
+                     "embedding ρ (mean of layers)", "penultimate ρ", "collapsed weight ρ")
+_DATA_NAMES = {"digits": "digits", "fashion_mnist": "Fashion-MNIST"}
+
+
+def _op_cell(d) -> str:
+  """``mean ± std`` of an over-parameterization summary entry; '—' where undefined
+  (every seed diverged)."""
+  if not d or d.get("mean") is None or not math.isfinite(float(d["mean"])):
+    return "—"
+  return f"{d['mean']:.3f} ± {d['std']:.3f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OverparamTable:
+  doc: str
+  source = "summary.json, metrics.jsonl"
+
+  def build(self, workdirs: Sequence[str], args) -> str:
+    """One row per (model, expansion d) of each run, in --workdir order; a run with
+    ``lr_scaling = none`` skips d = 1 (the same networks as the scaled run's d = 1).
+    The penultimate rho is the last hidden layer's embedding rank at the last
+    evaluation, mean ± population std over the seeds that did not diverge."""
+    rows = []
+    for w in workdirs:
+      s, cfg = load_json(w, "summary.json"), load_json(w, "config.json")
+      if s.get("experiment") != "lowrank.overparam":
+        raise TableError(f"{w}: not an over-parameterization run "
+                         f"(experiment {s.get('experiment')!r})")
+      none = cfg.get("lr_scaling") == "none"
+      evals = [r for r in _jsonl(os.path.join(w, "metrics.jsonl")) if r.get("kind") == "eval"]
+      n = s["num_seeds"]
+      for key, r in s["results"].items():
+        model, e = key.split("/")[:2]
+        e = int(e[1:])
+        if none and e == 1:
+          continue
+        mine = [x for x in evals if x.get("model") == model and x.get("expansion") == e]
+        last = max((x["epoch"] for x in mine), default=None)
+        pen = _finite(x["rank_train"][-1] for x in mine
+                      if x["epoch"] == last and not x.get("diverged"))
+        pd = None
+        if pen:
+          mean = sum(pen) / len(pen)
+          pd = {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in pen) / len(pen))}
+        lr = f"{r['lr']:g}" + ("" if e == 1 else (" (none)" if none else " (lr / d)"))
+        rows.append([_DATA_NAMES.get(s["dataset"], s["dataset"]), model.upper(), str(e), lr,
+                     f"{r['diverged_runs']}/{n}", _op_cell(r["train_acc"]),
+                     _op_cell(r["test_acc"]), _op_cell(r["rank_train_mean"]), _op_cell(pd),
+                     _op_cell(r["weight_rho_mean"])])
+    return markdown(OVERPARAM_HEADERS, rows)
+
+
+def _jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    raise TableError(f"{path} not found (a finished `jaxdepth train` writes it)")
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 # ---------------------------------------------------------------------- registry
 TABLES = {
     "quickstart": CollapseTable(
@@ -288,6 +349,9 @@ TABLES = {
         "readme"),
     "bound_curve": BoundTable(
         "docs/minimal_depth.md §4.1: jaxdepth bound on the default p grid", "curve"),
+    "overparam": OverparamTable(
+        "README over-parameterization table: --workdir of each run (digits, digits "
+        "unscaled, Fashion-MNIST, Fashion-MNIST unscaled)"),
 }
 NAMES = tuple(TABLES)
 __doc__ += "\n".join(f"  {n:<15}{t.doc} ({t.source})" for n, t in TABLES.items())
