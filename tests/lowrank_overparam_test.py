@@ -8,31 +8,19 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from jaxdepth import nets
 from jaxdepth.configs.lowrank import overparam as op_cfg
 from jaxdepth.engine import writers
 from jaxdepth.engine.validate import ConfigError
 from jaxdepth.measure import rank
-from jaxdepth.nets import expanded, overparam
+from jaxdepth.nets import overparam
 from jaxdepth.papers.lowrank import overparam_exp
+from jaxdepth.tools import ac8
 
-
-def _teacher_data(key, n=512, dim=32, classes=10):
-  # float32 draws pinned, so the test sees the same data under JAX_ENABLE_X64=1.
-  k_x, k1, k2 = jax.random.split(key, 3)
-  x = jax.random.normal(k_x, (n, dim), jnp.float32)
-  w1 = jax.random.normal(k1, (dim, 64), jnp.float32) / np.sqrt(dim)
-  w2 = jax.random.normal(k2, (64, classes), jnp.float32) / np.sqrt(64)
-  return x, jnp.argmax(jnp.tanh(x @ w1) @ w2, axis=1)
-
-
-def _mlp(expansion):
-  base = nets.mlp(3, 128, 32, 10, batchnorm=False)  # 32-128-128-128-10
-  shapes = jax.eval_shape(base.init, jax.random.key(0))["params"]
-  return base, expanded.sites("mlp", shapes, expansion, 1.0, (32,))
+# AC8's setting lives in jaxdepth/tools/ac8.py (which also prints docs/definitions.md's
+# table); the tests below check its computation against independent references.
+_teacher_data, _mlp, _ac8 = ac8.teacher_data, ac8.mlp, ac8.train
 
 
 def test_expanded_mlp_equals_sublayer_by_sublayer_application():
@@ -72,33 +60,6 @@ def _sublayer_forward(sites, p, x):
     layer = jax.tree.map(lambda a: a[i], p["w_hid"]["expanded"])  # noqa: B023
     h = jax.nn.relu(overparam.apply(s_hid.spec, layer, h)[0])
   return overparam.apply(s_out.spec, p["w_out"]["expanded"], h)[0], h
-
-
-def _ac8(expansion, seeds, x, y, steps):
-  """AC8's pipeline: expanded params at init and after ``steps`` full-batch Adam steps
-  through the factors (seeds vmapped); returns (base, sites, p0, p)."""
-  base, sites = _mlp(expansion)
-
-  def loss(p):
-    logits = base.apply({"params": overparam.collapse_params(p, sites), "batch_stats": {}},
-                        x)[0]
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  tx = optax.adam(1e-3)
-
-  def one(k):
-    p0 = overparam.expand_params(k, base.init(k)["params"], sites)
-
-    def step(s, _):
-      p, o = s
-      u, o = tx.update(jax.grad(loss)(p), o, p)
-      return (optax.apply_updates(p, u), o), None
-    (p, _), _ = jax.lax.scan(step, (p0, tx.init(p0)), None, length=steps)
-    return p0, p
-
-  keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-  p0, p = jax.jit(jax.vmap(one))(keys)
-  return base, sites, p0, p
 
 
 def _rho_gram64(phi):
@@ -206,3 +167,22 @@ def test_summary_never_averages_diverged_runs():
   assert e4["rank_train"] == [1.0, 2.0] and e4["weight_rho"] == [2.0, 2.0]
   assert s["results"]["mlp/e1"]["test_acc"]["mean"] == np.mean([0.9, 0.8, 0.7])
   assert s["checks"]["mlp: weight rho lower at e4 than e1"] is False
+
+
+def test_ac8_table_tool_prints_the_float64_ranks(capsys):
+  """`python -m jaxdepth.tools.ac8` at a tiny size: each cell's per-seed values are the
+  float64 rho(K) of the collapsed network's penultimate features, mean ± sample std."""
+  assert ac8.main(["--steps", "3", "--seeds", "2", "--data-keys", "7"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == "| data key | | d = 1 | d = 4 | gap |" and len(lines) == 4
+  x, y = _teacher_data(jax.random.key(7))
+  for d, col in ((1, 3), (4, 4)):
+    base, sites, p0, p = _ac8(d, 2, x, y, steps=3)
+    for params, line in ((p0, lines[2]), (p, lines[3])):
+      feats = jax.vmap(lambda ps: base.apply(  # noqa: B023
+          {"params": overparam.collapse_params(ps, sites), "batch_stats": {}},  # noqa: B023
+          x)[1][0][-1])(params)
+      want = [_rho_gram64(f) for f in np.asarray(feats)]
+      got = [float(v) for v in line.split("|")[col].split("(")[1].rstrip(") ").split(",")]
+      np.testing.assert_allclose(got, want, atol=2e-3)  # 3 decimals + float32 features
+  assert ac8.main(["--seeds", "1"]) == 2
