@@ -422,6 +422,9 @@ def report(summary: dict) -> str:
                                                      report_lib.ok(recs)])
   cols["NCC test (top)"] = lambda recs: report_lib.spread(
       [r["ncc_test_acc"][-1] for r in report_lib.ok(recs)])
+  if all("nc1_train" in r for r in runs):  # summaries from before the NC metrics: none
+    cols["NC1 (top)"] = lambda recs: report_lib.spread(
+        [r["nc1_train"][-1] for r in report_lib.ok(recs)], 2)
   cols.update({f"eff. depth ε={e}": depth_col(e) for e in eps})
   keys = [k for k in ("depth", "width", *AXES) if k in runs[0]
           and (k == "label_noise" or len({r[k] for r in runs}) > 1)]
