@@ -180,3 +180,28 @@ def test_streamed_nc_metrics_equal_collapse_metrics(setup):
     sw, sb = r.T @ r / len(f), m.T @ m / C
     np.testing.assert_allclose(out["nc1_train"][l],
                                np.trace(sw @ np.linalg.pinv(sb, rcond=1e-6)) / C, rtol=2e-4)
+
+
+def test_nc_finalisation_without_a_cpu_backend(monkeypatch):
+  """With JAX_PLATFORMS naming only an accelerator there is no 'cpu' backend (seen on
+  an H200: 'Unknown backend cpu'); the NC finalisation then runs on the default device
+  and gives the same numbers."""
+  from jaxdepth.measure import nc
+  rng = np.random.default_rng(3)
+  C, L = 4, 2
+  m = rng.normal(size=(L, C, 6))
+  st = {"nc_counts_train": np.full((L, C), 5.0), "nc_gram_train": m @ m.transpose(0, 2, 1),
+        "nc_w_train": 0.1 * np.eye(C)[None].repeat(L, 0),
+        "nc_trw_train": np.full((L,), 0.6), "nc_dim_train": np.full((L,), 6.0)}
+  want = analysis._nc_host(dict(st))
+  real = jax.local_devices
+
+  def no_cpu(*args, backend=None, **kw):
+    if backend == "cpu":
+      raise RuntimeError("Unknown backend cpu. Available backends are ['cuda']")
+    return real(*args, **kw)
+  monkeypatch.setattr(jax, "local_devices", no_cpu)
+  got = analysis._nc_host(dict(st))
+  assert set(got) == {f"{k}_train" for k in nc.KEYS if k.startswith(("nc1", "nc2"))}
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-12)

@@ -93,6 +93,16 @@ def host_eigvalsh(g) -> np.ndarray:
   return ev.reshape(*g.shape[:-1])
 
 
+def _host_device():
+  """The host CPU device for the small float64 finalisation; the default device where
+  no CPU backend is loaded (JAX_PLATFORMS=cuda: seen on an H200, where asking for
+  backend 'cpu' raised 'Unknown backend cpu')."""
+  try:
+    return jax.local_devices(backend="cpu")[0]
+  except RuntimeError:
+    return jax.local_devices()[0]
+
+
 @functools.cache
 def _nc_from_gram_jit():
   """nc.nc_from_gram vmapped and jitted once per process (a new jit per analysis
@@ -108,7 +118,7 @@ def _nc_host(st: dict) -> dict:
   lead = st["nc_gram_train"].shape[:-2]
   flat = {k: np.asarray(v, np.float64).reshape(-1, *np.shape(v)[len(lead):])
           for k, v in st.items()}
-  with jax.enable_x64(True), jax.default_device(jax.local_devices(backend="cpu")[0]):
+  with jax.enable_x64(True), jax.default_device(_host_device()):
     got = jax.device_get(_nc_from_gram_jit()(
         flat["nc_counts_train"], flat["nc_gram_train"], flat["nc_w_train"],
         flat["nc_trw_train"], flat["nc_dim_train"]))
