@@ -63,8 +63,8 @@ def _masked_eigvalsh(g, xp):
   return xp.where(finite[..., None], ev, xp.nan)
 
 
-# Where finalize() takes the Gram matrices' eigenvalues: "auto" (the host on a CPU
-# backend, the device otherwise), "host" or "device". A module setting, for benchmarks.
+# finalize()'s Gram eigenvalues: "auto" (host on a CPU backend, else device), "host"
+# or "device" (a module setting, for benchmarks).
 EIGVALSH_ON = "auto"
 
 _device_eigvalsh = jax.jit(lambda g: _masked_eigvalsh(g, jnp))
@@ -94,9 +94,8 @@ def host_eigvalsh(g) -> np.ndarray:
 
 
 def _host_device():
-  """The host CPU device for the small float64 finalisation; the default device where
-  no CPU backend is loaded (JAX_PLATFORMS=cuda: seen on an H200, where asking for
-  backend 'cpu' raised 'Unknown backend cpu')."""
+  """The CPU device, or the default one where no CPU backend is loaded (JAX_PLATFORMS=
+  cuda on an H200 raised 'Unknown backend cpu')."""
   try:
     return jax.local_devices(backend="cpu")[0]
   except RuntimeError:
@@ -105,8 +104,7 @@ def _host_device():
 
 @functools.cache
 def _nc_from_gram_jit():
-  """nc.nc_from_gram vmapped and jitted once per process (a new jit per analysis
-  retraced and recompiled it every time: 280 ms of a 1.2 s analysis at H=256)."""
+  """nc.nc_from_gram vmapped and jitted once (per analysis cost 280 ms at H=256)."""
   from jaxdepth.measure import nc
   return jax.jit(jax.vmap(lambda c, g, w, t, d: nc.nc_from_gram(
       c, g, w, t, d, eps=float(np.finfo(np.float32).eps))))
@@ -195,9 +193,8 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
                   rank_samples: int = 512, cache: bool = False, classifier=None):
   """Returns analyze(variables, train, train_labels_NBxB, corrupted_NBxB, test) -> dict.
 
-  ``classifier``: None, or ``(layer, get_w)``: NC3 (``nc3_duality_train``, NaN at every
-  other layer) at flat layer index ``layer`` against ``get_w(variables)``, a (C, D)
-  classifier matrix (rows of absent classes left out, as in nc.collapse_metrics).
+  ``classifier``: None, or ``(layer, get_w)``: ``nc3_duality_train`` at flat layer
+  ``layer`` against the (C, D) matrix ``get_w(variables)`` (NaN at other layers).
 
   ``train``/``test`` are Batched (shared by all runs); ``train_labels`` are the labels
   the run was trained on and ``corrupted`` marks the corrupted ones. vmap over runs.
@@ -345,8 +342,7 @@ def make_analyzer(network: Network, num_classes: int, eps: tuple[float, ...],
 
 
 def _nc3(classifier, variables, ms, stats):
-  """(L,) NC3 = |W/|W|_F - M/|M|_F|_F at the classifier's layer, NaN elsewhere and
-  where fewer than 2 classes are present (nc.collapse_metrics' definition)."""
+  """(L,) NC3 (nc.collapse_metrics' definition) at the classifier's layer, else NaN."""
   layer, get_w = classifier
   sizes = [m_.shape[0] for m_ in ms]
   g = int(np.searchsorted(np.cumsum(sizes), layer, side="right"))
