@@ -39,29 +39,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-class Cfg(dict):
-  __getattr__ = dict.__getitem__
-
-
-def config(depth, width, seeds):
-  return Cfg(family="mlp", depth=depth, width=width, batchnorm=True, init="kaiming",
-             model={}, num_seeds=seeds, seed=0, label_noise=(0.0,), noise_mode="flip",
-             epochs=1000, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4,
-             warmup_epochs=0.0, schedule="constant", milestones=(), decay=1.0,
-             eps=(0.01, 0.05, 0.1), analysis_batch=1000, rank_samples=512, augment=(),
-             shard_runs=False, dataset="synthetic", data={})
-
-
-def dataset(n_train, n_test, dim=40, classes=10, seed=0):
-  import numpy as np
-
-  from jaxdepth.data.base import Dataset
-  rng = np.random.default_rng(seed)
-  x = lambda n: rng.standard_normal((n, dim), dtype=np.float32)
-  y = lambda n: rng.integers(0, classes, n).astype(np.int32)
-  return Dataset(x(n_train), y(n_train), x(n_test), y(n_test), classes, "synthetic")
+import gpu_bench  # its config record and synthetic data (no jax at import)
 
 
 def trace_shares(call, calls=3) -> dict:
@@ -103,8 +83,9 @@ def profile_width(a, width) -> dict:
 
   from jaxdepth.measure import analysis
   from jaxdepth.papers.minimal_depth import train
-  cfg = config(a.depth, width, a.seeds)
-  ds = dataset(a.num_train, a.num_test)
+  cfg = gpu_bench.jax_config("mlp", a.depth, width, a.seeds, batch=128, lr=0.05,
+                             analysis_batch=1000)
+  ds = gpu_bench.synthetic((40,), a.num_train, a.num_test)
   place = train.placement(cfg, a.seeds)
   prog = train.build_program(cfg, ds, a.depth, width, place)
   keys = place.pad(train.make_keys(0, train.run_grid(cfg)))

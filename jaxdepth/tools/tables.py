@@ -302,8 +302,8 @@ class OverparamTable:
 def _jsonl(path: str) -> list[dict]:
   if not os.path.exists(path):
     raise TableError(f"{path} not found (a finished `jaxdepth train` writes it)")
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  from jaxdepth.engine import writers  # numpy only; kept off `jaxdepth --help`'s path
+  return writers.read_jsonl(path)
 
 
 # ---------------------------------------------------------------------- registry
