@@ -55,6 +55,23 @@ def test_every_name_form_resolves_outside_the_repo(tmp_path, monkeypatch):
     cli.load_config("nosuch", [])
 
 
+def test_the_clones_top_level_configs_folder_is_the_package(monkeypatch):
+  """A clone has the design's top-level configs/ (a link to jaxdepth/configs); its paths
+  name the packaged configs, so a run records the same name from either spelling."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  top = os.path.join(root, "configs")
+  assert os.path.isdir(top)
+  assert os.path.samefile(top, configs.DIR)
+  monkeypatch.chdir(root)
+  for spec in ("configs/quickstart.py", "./configs/quickstart.py", "quickstart",
+               os.path.join(top, "quickstart.py"), "jaxdepth/configs/quickstart.py"):
+    entry, arg = configs.resolve(spec + ":tiny")
+    assert (entry.name, arg) == ("quickstart", "tiny"), spec
+  assert sorted(e.name for e in configs.catalog())[:1] == ["bound"]
+  with pytest.raises(ConfigError, match="no config"):
+    configs.resolve("configs/common.py")  # a helper module of the package, not a config
+
+
 def test_every_config_and_variant_loads_and_validates():
   from jaxdepth.engine import registry
   entries = configs.catalog()

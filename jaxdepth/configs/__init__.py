@@ -9,9 +9,9 @@ also join several of them with commas (``noise_sweep:uniform,tiny``).
 
   quickstart, lowrank/volume:tiny     a name here (``jaxdepth list`` shows them all)
   path/to/my_config.py[:ARG]          a user's own file
-  configs/quickstart.py[:ARG]         the path these files had in a clone before they
-                                      moved into the package (used when no such file
-                                      exists relative to the working directory)
+  configs/quickstart.py[:ARG]         the path in a clone (its top-level ``configs/`` links
+                                      here) or, where no such file exists relative to
+                                      the working directory, the same name
 
 This module reads the config files with ``ast`` only (no jax, no ml_collections), so
 ``jaxdepth list`` and name checks are instant; ``load`` imports the chosen one.
@@ -85,12 +85,16 @@ def resolve(spec: str) -> tuple[Entry, str | None]:
   an arg not in the config's VARIANTS (nothing is imported)."""
   file, sep, arg = spec.partition(":")
   arg = arg if sep and arg else None
-  if os.path.isfile(file):                   # a user's file (or an old clone's)
-    entry = read(file)
+  real = os.path.realpath(file)
+  if os.path.isfile(file) and not real.startswith(os.path.realpath(DIR) + os.sep):
+    entry = read(file)                       # a user's file (or an old clone's)
     if entry is None:
       raise ConfigError("", f"{file} defines no get_config()")
   else:
-    name = file.replace(os.sep, "/")
+    # A name, or a path into this package (the clone's top-level configs/ links here):
+    # the packaged config, known by its name.
+    name = (os.path.relpath(real, os.path.realpath(DIR)) if os.path.isfile(file)
+            else file).replace(os.sep, "/")
     while name.startswith("./"):
       name = name[2:]
     for prefix in ("jaxdepth/configs/", "configs/"):
