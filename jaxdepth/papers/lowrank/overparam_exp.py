@@ -31,25 +31,22 @@ import numpy as np
 from jaxdepth import data, nets, papers
 from jaxdepth.engine import ckpt, metrics, plotting, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
 from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
 from jaxdepth.papers import sgd
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields
 from jaxdepth.papers.minimal_depth import train
 
 EXPERIMENT = "lowrank.overparam"
 
 FAMILY = "overparam"
 
-FIELDS = ("experiment", "dataset", "data", "models", "expansions", "expansion_width",
-          "lr_scaling", "depth", "width", "batchnorm", "num_seeds", "seed", "train",
-          "progress")
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay",
-                "warmup_epochs", "schedule", "milestones", "decay", "eval_every",
-                "analysis_batch", "rank_samples")
+# The fields, their defaults and rules: fields.OVERPARAM (docs/config_fields.md).
+SCHEMA = fields.OVERPARAM
+FIELDS = tuple(f.name for f in SCHEMA.fields if "." not in f.name)
+TRAIN_FIELDS = fields.OVERPARAM_TRAIN
 
 
 # ------------------------------------------------------------------------ config
@@ -95,21 +92,12 @@ def points(config) -> list[str]:
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  V.choice(config, "dataset", ("digits", "mnist1d", "gaussian", "fashion_mnist"))
-  models = common.check_choices(config, "models", tuple(MODELS))
-  exps = V.integers(config, "expansions", minimum=1)
-  V.number(config, "expansion_width", low=0.0, low_open=True)
-  V.choice(config, "lr_scaling", ("inverse_expansion", "none"))
-  V.integer(config, "depth", minimum=1)
-  V.integer(config, "width", minimum=1)
-  common.check_bool(config, "batchnorm")
-  V.integer(config, "num_seeds", minimum=1)
-  V.integer(config, "seed", minimum=0)
-  common.check_bool(config, "progress")
-  V.known_fields(config.train, TRAIN_FIELDS, prefix="train.")
-  for m in models:
-    for e in exps:
+  """fields.OVERPARAM's rules, then each (model, expansion)'s trainer config against the
+  collapse trainer's (rules across fields, the network's fit to the dataset); raises
+  ConfigError before any compute, ``train.*`` fields named as such."""
+  SCHEMA.validate(config)
+  for m in config.models:
+    for e in config.expansions:
       try:
         train.validate(train_config(config, m, e))
       except ConfigError as err:
