@@ -21,6 +21,7 @@ rank of the embeddings (train/test), and rho of every collapsed layer's weights
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 
@@ -36,7 +37,7 @@ from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
 from jaxdepth.papers import sgd
-from jaxdepth.papers.lowrank import common, fields
+from jaxdepth.papers.lowrank import common, fields, segments
 from jaxdepth.papers.minimal_depth import train
 
 EXPERIMENT = "lowrank.overparam"
@@ -98,12 +99,19 @@ def validate(config) -> None:
   SCHEMA.validate(config)
   for m in config.models:
     for e in config.expansions:
-      try:
+      with _train_fields():
         train.validate(train_config(config, m, e))
-      except ConfigError as err:
-        f = err.field
-        field = f"train.{f}" if f in TRAIN_FIELDS else f
-        raise ConfigError(field, str(err).split(": ", 1)[1]) from None
+
+
+@contextlib.contextmanager
+def _train_fields():
+  """A trainer config's ConfigError, its field named as overparam's (``train.lr``)."""
+  try:
+    yield
+  except ConfigError as err:
+    f = err.field
+    field = f"train.{f}" if f in TRAIN_FIELDS else f
+    raise ConfigError(field, str(err).split(": ", 1)[1]) from None
 
 
 # ---------------------------------------------------------------------- running
@@ -144,6 +152,13 @@ def _final_params(workdir: str, tag: str):
 
 
 def run(config, workdir: str) -> dict:
+  # The trainer resumes each (model, expansion) from checkpoints/TAG: refuse, before
+  # any compute, checkpoints that another config saved there.
+  for model, e in itertools.product(config.models, config.expansions):
+    with _train_fields():
+      segments.check_checkpoint_config(
+          workdir, os.path.join("checkpoints", f"{model}_e{e}"),
+          writers.config_to_dict(train_config(config, model, e)))
   ds = data.load(config)
   if config.data.get("num_train") or config.data.get("num_test"):
     ds = data.subsample(ds, config.data.get("num_train"), config.data.get("num_test"))
