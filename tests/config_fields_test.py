@@ -218,3 +218,27 @@ def test_fields_command_prints_the_tables(capsys, tmp_path):
   assert (tmp_path / "f.md").read_text() == fields_tool.markdown()
   assert cli.main(["fields", "--experiment", "nosuch"]) == 2
   assert "allowed: " + ", ".join(s.experiment for s in SCHEMAS) in capsys.readouterr().err
+
+
+def test_every_experiment_declares_its_fields():
+  """No experiment checks its config by hand only (lowrank.overparam was the last)."""
+  assert set(registry.names()) <= set(BY_NAME), set(registry.names()) - set(BY_NAME)
+  assert "Not declared here yet" not in fields_tool.markdown()
+
+
+def test_overparam_train_fields_keep_the_collapse_rules_and_their_prefix():
+  """lowrank.overparam hands ``train.*`` to the collapse trainer: each is declared with
+  that trainer's rule, and a rule across fields of a trainer config (batch_size <=
+  data.num_train) still names the ``train.`` field."""
+  schema, collapse = BY_NAME["lowrank.overparam"], BY_NAME["collapse"]
+  by = {f.name: f for f in collapse.fields}
+  for f in schema.fields:
+    if f.name.startswith("train."):
+      g = by[f.name[len("train."):]]
+      assert (f.kind, f.rule()) == (g.kind, g.rule()), f.name
+  c = configs.load("lowrank/overparam")
+  c.data.num_train, c.train.batch_size = 32, 64
+  schema.validate(c)  # each field alone is fine
+  with pytest.raises(ConfigError, match=r"^config\.train\.batch_size: batch_size 64 is "
+                                        r"larger than data.num_train 32"):
+    registry.get("lowrank.overparam").validate(c)

@@ -16,7 +16,11 @@ CASES = [
     ("configs/lowrank/init_rank.py:tiny", []),
     ("configs/lowrank/regression.py:tiny", []),
     ("configs/lowrank/optimizers.py:tiny", []),
+    # the collapse trainer under lowrank.overparam (one model: about a minute CPU)
+    ("configs/lowrank/overparam.py:tiny", ['--config.models=("mlp",)']),
 ]
+PARAMS = [pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if "overparam" in c[0] else [])
+          for c in CASES]
 
 
 def _strip(summary):
@@ -29,7 +33,7 @@ def _strip(summary):
   return summary
 
 
-@pytest.mark.parametrize("config,extra", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("config,extra", PARAMS)
 def test_rerun_leaves_metrics_and_summary_unchanged(tmp_path, config, extra):
   wd = str(tmp_path / "w")
   args = ["train", "--config", config, "--workdir", wd, *extra]  # the session's devices

@@ -7,7 +7,8 @@ Runtime: under 20 s CPU on a 2-core machine (100 draws, five depths, three
 activations, one compiled program).
 Expected (AC3 setup): mean rho(K) strictly decreasing in depth for linear, ReLU and
 tanh; about 2.2 at d=1 for all three, then roughly 0.6 (linear), 0.2 (ReLU) and
-1.1 (tanh) at d=16. Outputs: summary.json, metrics.jsonl, init_rank.png.
+1.1 (tanh) at d=16. Outputs: summary.json, metrics.jsonl, init_rank.png;
+checkpoints/init_rank (the results of the depths done: a re-run resumes from them).
 Tiny CI setting: append ":tiny" to the config path.
 """
 

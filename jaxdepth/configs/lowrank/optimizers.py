@@ -11,7 +11,8 @@ Nesterov 1.62 -> 1.06, Adam 1.67 -> 0.88, L-BFGS 1.62 -> 0.85, random search
 Expected: for every optimizer, deeper networks converge to a lower rho(W_e) on the
 under-determined rank-2 regression (rho(W*) = log 2); the gradient-free methods
 (random search, evolution strategy) show it too, though they fit less tightly.
-Outputs: summary.json, metrics.jsonl, optimizers.png.
+Outputs: summary.json, metrics.jsonl, optimizers.png; checkpoints/optimizers (the
+results of the (optimizer, depth) settings done: a re-run resumes from them).
 Tiny CI setting: append ":tiny" to the config path.
 """
 

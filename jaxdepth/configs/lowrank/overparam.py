@@ -35,45 +35,14 @@ rank_test, per-layer weight_rho), metrics.jsonl, overparam.png, checkpoints/.
 Tiny CI setting: append ":tiny" to the config path.
 """
 
-import ml_collections
-
 VARIANTS = ("tiny", "overfit", "none", "paper", "fashion_mnist")  # values of get_config's arg
 VARIANTS_COMBINE = True  # and comma-separated combinations of them
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.experiment = "lowrank.overparam"    # registry name
-  c.dataset = "digits"                  # digits (8x8) | mnist1d | gaussian | fashion_mnist
-  c.data = ml_collections.ConfigDict(dict(
-      num_train=0,                      # training examples (0 = all)
-      num_test=0,                       # test examples (0 = all)
-      seed=0,                           # split / generator seed
-  ))
-  c.models = ("mlp", "conv")            # core networks: MLP-L-H and CONV-L-H
-  c.expansions = (1, 2, 4)              # linear sub-layers per layer (1 = as-is)
-  c.expansion_width = 1.0               # hidden size of expansions = width * out
-  c.lr_scaling = "inverse_expansion"    # inverse_expansion (lr / e) | none
-  c.depth = 4                           # L layers of the core network
-  c.width = 64                          # H units / channels
-  c.batchnorm = False                   # BN after each (collapsed) layer of the core net
-  c.num_seeds = 3                       # seeds, vmapped in one program
-  c.seed = 0                            # root seed
-  c.train = ml_collections.ConfigDict(dict(
-      epochs=30,                        # training epochs
-      batch_size=64,                    # SGD batch (remainder dropped)
-      lr=0.02,                          # base learning rate
-      momentum=0.9,                     # SGD momentum
-      weight_decay=0.0,                 # coupled L2 on the factors
-      warmup_epochs=1.0,                # linear warm-up
-      schedule="cosine",                # step | cosine | constant
-      milestones=(0.5, 0.75),           # step schedule points (fractions of training)
-      decay=0.2,                        # step schedule factor
-      eval_every=10,                    # epochs between per-layer analyses
-      analysis_batch=500,               # batch of the streamed per-layer analysis
-      rank_samples=256,                 # examples in each layer's Gram matrix
-  ))
-  c.progress = True                     # progress bars
+  # Imported here: configs sit above the papers in the layering.
+  from jaxdepth.papers.lowrank import fields
+  c = fields.OVERPARAM.defaults()  # the fields and their meaning: docs/config_fields.md
   variants = [a for a in (arg or "").split(",") if a]
   for a in variants:
     if a not in VARIANTS:

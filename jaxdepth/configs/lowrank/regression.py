@@ -12,7 +12,8 @@ rho at init falls with depth. On the full-rank target (rho 3.25) the final train
 loss grows with depth (4e-5 at d=1, 0.075 at d=16, 0.19 at d=32) and the converged rho
 falls to 2.11, well below rho(W*). Test loss is not U-shaped here (0.54 at d=1,
 0.81 at d=32; Gaussian inputs leave W* outside span(X_train) unidentifiable).
-Outputs: summary.json, metrics.jsonl, regression.png.
+Outputs: summary.json, metrics.jsonl, regression.png; checkpoints/regression (the
+results of the depths done: a re-run resumes from them).
 Tiny CI setting: append ":tiny" to the config path.
 """
 

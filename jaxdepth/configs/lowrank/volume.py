@@ -9,7 +9,8 @@ d = 1 / 2 / 4 / 8 / 16 (std 0.03 to 0.19), and the
 fraction of draws below every threshold is non-decreasing in depth; the uniform
 distribution (--config.distribution=uniform) gives nearly the same histograms.
 Outputs: summary.json (per depth mean_rho, std_rho, frac_below per threshold),
-metrics.jsonl, rho_draws.csv, hist_depth_D.png per depth and volume.png.
+metrics.jsonl, rho_draws.csv, hist_depth_D.png per depth and volume.png;
+checkpoints/volume (the results of the depths done: a re-run resumes from them).
 Tiny CI setting: append ":tiny" to the config path.
 """
 

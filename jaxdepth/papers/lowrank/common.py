@@ -18,29 +18,9 @@ import numpy as np
 import optax
 
 from jaxdepth.engine import plotting
-from jaxdepth.engine import validate as V
 from jaxdepth.measure import rank
 
 METHODS = ("gd", "sgd", "nesterov", "adam", "lbfgs", "random_search", "es")
-
-
-# ------------------------------------------------------------------ validation
-
-
-def check_bool(config, field: str) -> bool:
-  V.require(isinstance(config[field], bool), field, "must be True or False")
-  return config[field]
-
-
-def check_choices(config, field: str, allowed) -> tuple:
-  """A non-empty tuple whose entries are all in ``allowed``."""
-  v = config[field]
-  v = (v,) if isinstance(v, str) else v
-  V.require(isinstance(v, (tuple, list)) and len(v) > 0, field,
-            f"must be a non-empty tuple of {', '.join(allowed)}")
-  for x in v:
-    V.require(x in allowed, field, f"unknown value {x!r}; allowed: {', '.join(allowed)}")
-  return tuple(v)
 
 
 # ------------------------------------------------------------------- matrices

@@ -1,26 +1,26 @@
 """The config fields of the low-rank experiments, each declared once.
 
-``VOLUME``, ``INIT_RANK``, ``REGRESSION`` and ``OPTIMIZERS`` are
+``VOLUME``, ``INIT_RANK``, ``REGRESSION``, ``OPTIMIZERS`` and ``OVERPARAM`` are
 :class:`jaxdepth.engine.validate.Schema` records (a Field per config field: default,
 kind, allowed values, one line of meaning; and the rules across fields), derived from
-one pool of Fields (``_POOL``). From them come the defaults of
-``configs/lowrank/{volume,init_rank,regression,optimizers}.py`` (``SCHEMA.defaults()``
-plus their variants), each experiment's ``validate`` (``SCHEMA.validate(config)``) and
-docs/config_fields.md (``jaxdepth fields``).
+one pool of Fields (``_POOL``; OVERPARAM's ``data.*`` and ``train.*`` rows take the
+collapse trainer's rules, papers/minimal_depth/fields.py). From them come the defaults
+of ``configs/lowrank/{volume,init_rank,regression,optimizers,overparam}.py``
+(``SCHEMA.defaults()`` plus their variants), each experiment's ``validate``
+(``SCHEMA.validate(config)``) and docs/config_fields.md (``jaxdepth fields``).
 
-The over-parameterization experiment (overparam_exp.py, configs/lowrank/overparam.py)
-still validates its fields by hand: it is not declared here yet.
-
-Imports nothing heavy (the configs import it); the activations' names are looked up
-in init_rank.py when a config is checked.
+Imports nothing heavy (the configs import it); the activations' and expanded models'
+names are looked up (init_rank.py, nets/expanded.py) when a config is checked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from jaxdepth.engine import validate as V
-from jaxdepth.engine.validate import Field
+from jaxdepth.engine.validate import ABSENT, Field
+from jaxdepth.papers.minimal_depth import fields as collapse_fields
 
 DISTRIBUTIONS = ("normal", "uniform")
 TARGETS = ("low_rank", "full_rank")
@@ -33,6 +33,11 @@ LEARNING_RATES = ("sgd", "nesterov", "adam", "es")  # the optimizers with a step
 def _activations() -> tuple[str, ...]:
   from jaxdepth.papers.lowrank import init_rank
   return tuple(init_rank.ACTIVATIONS)
+
+
+def _expanded_models() -> tuple[str, ...]:
+  from jaxdepth.nets import expanded
+  return tuple(expanded.MODELS)
 
 
 # Every field once; a default here is the one most configs use (each schema below
@@ -189,4 +194,62 @@ OPTIMIZERS = _schema(
     doc="Converged rho(W_e) vs depth for six optimizers, gradient-free included "
     "(`jaxdepth/papers/lowrank/optimizers.py`; config: `configs/lowrank/optimizers.py`).")
 
-SCHEMAS = (VOLUME, INIT_RANK, REGRESSION, OPTIMIZERS)
+
+# ------------------------------------------------------------------- overparam
+OVERPARAM_DATASETS = ("digits", "mnist1d", "gaussian", "fashion_mnist")
+# The core trainer's fields that overparam's ``train`` dict sets (train_config).
+OVERPARAM_TRAIN = ("epochs", "batch_size", "lr", "momentum", "weight_decay",
+                   "warmup_epochs", "schedule", "milestones", "decay", "eval_every",
+                   "analysis_batch", "rank_samples")
+
+
+def _collapse(name: str, rename: str | None = None, **defaults) -> Field:
+  """The collapse trainer's Field ``name`` (its kind, rule and meaning), renamed and
+  with another default: overparam hands these fields to that trainer."""
+  f = V.field_map(collapse_fields.COLLAPSE.fields)[name]
+  return dataclasses.replace(f, name=rename or name, **defaults)
+
+
+OVERPARAM = V.Schema(
+    "lowrank.overparam",
+    (
+        Field("experiment", "lowrank.overparam", "str",
+              "registry name (`jaxdepth/papers/lowrank/`)"),
+        Field("dataset", "digits", "str", "digits (8x8), mnist1d, gaussian or "
+              "fashion_mnist (Debian's IDX files)", choices=OVERPARAM_DATASETS),
+        _collapse("data"),
+        _collapse("data.num_train", default=0),
+        _collapse("data.num_test", default=0),
+        _collapse("data.seed", default=0),
+        *(_collapse(f"data.{k}", default=ABSENT) for k in (
+            "data_dir", "download", "normalization", "pad_to_32", "idx_dir",
+            "num_classes", "dim", "separation", "test_fraction", "as_image")),
+        Field("models", ("mlp", "conv"), "strs", "core networks: MLP-L-H and CONV-L-H",
+              choices=_expanded_models),
+        Field("expansions", (1, 2, 4), "ints", "linear sub-layers per layer (1 = the "
+              "network as-is; one program each)", low=1),
+        Field("expansion_width", 1.0, "float", "hidden size of the expansions = "
+              "width * out", low=0.0, low_open=True),
+        Field("lr_scaling", "inverse_expansion", "str", "inverse_expansion (train.lr / "
+              "e) | none", choices=("inverse_expansion", "none")),
+        _collapse("depth", doc="L layers of the core network", default=4),
+        _collapse("width", doc="H units / channels", default=64),
+        _collapse("batchnorm", doc="BN after each (collapsed) layer of the core network",
+                  default=False),
+        _collapse("num_seeds", doc="seeds, vmapped in one program", default=3),
+        _collapse("seed", default=0),
+        Field("train", {}, "dict", "the core trainer's optimizer and analysis (the "
+              "`train.*` rows)"),
+        *(_collapse(k, f"train.{k}", default=v) for k, v in (
+            ("epochs", 30), ("batch_size", 64), ("lr", 0.02), ("momentum", 0.9),
+            ("weight_decay", 0.0), ("warmup_epochs", 1.0), ("schedule", "cosine"),
+            ("milestones", (0.5, 0.75)), ("decay", 0.2), ("eval_every", 10),
+            ("analysis_batch", 500), ("rank_samples", 256))),
+        _collapse("progress", doc="progress bars"),
+    ),
+    doc="Linear over-parameterization of MLP-L-H and CONV-L-H, trained by the collapse "
+    "trainer (`jaxdepth/papers/lowrank/overparam_exp.py`; config: "
+    "`configs/lowrank/overparam.py`). Each (model, expansion)'s trainer config must "
+    "also pass the collapse rules (e.g. train.batch_size <= data.num_train).")
+
+SCHEMAS = (VOLUME, INIT_RANK, REGRESSION, OPTIMIZERS, OVERPARAM)

@@ -17,10 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import loop, metrics, writers
-from jaxdepth.engine import progress as progress_lib
+from jaxdepth.engine import writers
 from jaxdepth.measure import rank
-from jaxdepth.papers.lowrank import common, fields
+from jaxdepth.papers.lowrank import common, fields, segments
 
 EXPERIMENT = "lowrank.init_rank"
 
@@ -88,26 +87,22 @@ def run(config, workdir: str) -> dict:
   x = np.asarray(jax.random.normal(jax.random.fold_in(jax.random.key(config.seed), 1),
                                    (config.n_points, config.d_in)), np.float64)
   k_init = jax.random.fold_in(jax.random.key(config.seed), 0)
-  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
-  log = metrics.MetricsLog(workdir, ("depth",))
-  rho = {a: np.zeros((config.draws, len(depths))) for a in acts}  # (draws, D)
-  bar = progress_lib.progress(len(depths), "init_rank", enabled=config.progress)
-  def segment(state, i):  # one depth per segment of the engine's loop
+
+  def compute(state, i):  # one depth per segment: column i of every activation's rho
     d = depths[i]
-    return state, (i, gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,
-                                config.distribution, config.draws, config.center,
-                                max(depths)))
-
-  def collect(out):
-    i, r = out
+    r = gram_rhos(jax.random.fold_in(k_init, d), d, x, config.width, acts,
+                  config.distribution, config.draws, config.center, max(depths))
     for a in acts:
-      rho[a][:, i] = r[a]
-    log.stream(depth=depths[i]).write(
-        {"step": i, **{f"rho_{a}": float(r[a].mean()) for a in acts}})
+      state[a][:, i] = r[a]
 
-  loop.run(None, segment, start=0, total=len(depths), bar=bar, on_output=collect,
-           fetch=lambda out: out)
-  bar.close()
+  def records(state, i):
+    return [({"depth": depths[i]},
+             {"step": i, **{f"rho_{a}": float(state[a][:, i].mean()) for a in acts}})]
+
+  # Checkpointed after every depth; metrics.jsonl through the resumable stream.
+  rho = segments.run(config, workdir, "init_rank",
+                     {a: np.zeros((config.draws, len(depths))) for a in acts},  # (draws, D)
+                     len(depths), compute, records, ("depth",), unit="depth")
   per_act = {a: {str(d): {"mean_rho": float(rho[a][:, i].mean()),
                           "std_rho": float(rho[a][:, i].std())}
                  for i, d in enumerate(depths)} for a in acts}

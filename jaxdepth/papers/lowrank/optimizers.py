@@ -16,9 +16,8 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import devices, loop, metrics, writers
-from jaxdepth.engine import progress as progress_lib
-from jaxdepth.papers.lowrank import common, fields
+from jaxdepth.engine import devices, writers
+from jaxdepth.papers.lowrank import common, fields, segments
 from jaxdepth.papers.lowrank import regression as reg
 
 EXPERIMENT = "lowrank.optimizers"
@@ -65,27 +64,26 @@ def run(config, workdir: str) -> dict:
   problems = jax.tree.map(lambda *a: jax.numpy.stack(a), *probs)
   keys = jax.random.split(jax.random.fold_in(root, 99), config.num_seeds)
   rho_star = common.rho64(problems.w_star)
-  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
-  log = metrics.MetricsLog(workdir, ("optimizer", "depth"))
-  res = {o: {k: np.zeros((config.num_seeds, len(depths)))
-             for k in ("rho_final", "train_loss", "test_loss")} for o in opts}
-  bar = progress_lib.progress(len(opts) * len(depths), "optimizers", enabled=config.progress)
+  names = ("rho_final", "train_loss", "test_loss")
   grid = [(o, i) for o in opts for i in range(len(depths))]
 
-  def segment(state, j):  # one (optimizer, depth) per segment of the engine's loop
+  def compute(state, j):  # one (optimizer, depth) per segment: column i of o's results
     o, i = grid[j]
-    return state, (o, i, fit_depth(config, o, depths[i], problems, keys))
+    w, train, test = fit_depth(config, o, depths[i], problems, keys)
+    state[o]["rho_final"][:, i] = common.rho64(w)
+    state[o]["train_loss"][:, i], state[o]["test_loss"][:, i] = train, test
 
-  def collect(out):
-    o, i, (w, train, test) = out
-    res[o]["rho_final"][:, i] = common.rho64(w)
-    res[o]["train_loss"][:, i], res[o]["test_loss"][:, i] = train, test
-    log.stream(optimizer=o, depth=depths[i]).write(
-        {"step": i, **{k: v[:, i] for k, v in res[o].items()}})
+  def records(state, j):
+    o, i = grid[j]
+    return [({"optimizer": o, "depth": depths[i]},
+             {"step": i, **{k: v[:, i] for k, v in state[o].items()}})]
 
-  loop.run(None, segment, start=0, total=len(grid), bar=bar, on_output=collect,
-           fetch=lambda out: out)
-  bar.close()
+  # Checkpointed after every (optimizer, depth); metrics.jsonl through the resumable
+  # stream.
+  res = segments.run(config, workdir, "optimizers",
+                     {o: {k: np.zeros((config.num_seeds, len(depths))) for k in names}
+                      for o in opts}, len(grid), compute, records,
+                     ("optimizer", "depth"))
   summary = {
       "experiment": config.experiment, "depths": list(depths), "dim": config.dim,
       "target_rank": config.target_rank, "n_train": config.n_train,

@@ -21,6 +21,7 @@ rank of the embeddings (train/test), and rho of every collapsed layer's weights
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 
@@ -31,25 +32,22 @@ import numpy as np
 from jaxdepth import data, nets, papers
 from jaxdepth.engine import ckpt, metrics, plotting, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.engine import validate as V
 from jaxdepth.errors import ConfigError
 from jaxdepth.measure import rank
 from jaxdepth.nets import overparam
 from jaxdepth.nets.expanded import MODELS, sites
 from jaxdepth.papers import sgd
-from jaxdepth.papers.lowrank import common
+from jaxdepth.papers.lowrank import common, fields, segments
 from jaxdepth.papers.minimal_depth import train
 
 EXPERIMENT = "lowrank.overparam"
 
 FAMILY = "overparam"
 
-FIELDS = ("experiment", "dataset", "data", "models", "expansions", "expansion_width",
-          "lr_scaling", "depth", "width", "batchnorm", "num_seeds", "seed", "train",
-          "progress")
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay",
-                "warmup_epochs", "schedule", "milestones", "decay", "eval_every",
-                "analysis_batch", "rank_samples")
+# The fields, their defaults and rules: fields.OVERPARAM (docs/config_fields.md).
+SCHEMA = fields.OVERPARAM
+FIELDS = tuple(f.name for f in SCHEMA.fields if "." not in f.name)
+TRAIN_FIELDS = fields.OVERPARAM_TRAIN
 
 
 # ------------------------------------------------------------------------ config
@@ -95,27 +93,25 @@ def points(config) -> list[str]:
 
 
 def validate(config) -> None:
-  V.known_fields(config, FIELDS)
-  V.choice(config, "dataset", ("digits", "mnist1d", "gaussian", "fashion_mnist"))
-  models = common.check_choices(config, "models", tuple(MODELS))
-  exps = V.integers(config, "expansions", minimum=1)
-  V.number(config, "expansion_width", low=0.0, low_open=True)
-  V.choice(config, "lr_scaling", ("inverse_expansion", "none"))
-  V.integer(config, "depth", minimum=1)
-  V.integer(config, "width", minimum=1)
-  common.check_bool(config, "batchnorm")
-  V.integer(config, "num_seeds", minimum=1)
-  V.integer(config, "seed", minimum=0)
-  common.check_bool(config, "progress")
-  V.known_fields(config.train, TRAIN_FIELDS, prefix="train.")
-  for m in models:
-    for e in exps:
-      try:
+  """fields.OVERPARAM's rules, then each (model, expansion)'s trainer config against the
+  collapse trainer's (rules across fields, the network's fit to the dataset); raises
+  ConfigError before any compute, ``train.*`` fields named as such."""
+  SCHEMA.validate(config)
+  for m in config.models:
+    for e in config.expansions:
+      with _train_fields():
         train.validate(train_config(config, m, e))
-      except ConfigError as err:
-        f = err.field
-        field = f"train.{f}" if f in TRAIN_FIELDS else f
-        raise ConfigError(field, str(err).split(": ", 1)[1]) from None
+
+
+@contextlib.contextmanager
+def _train_fields():
+  """A trainer config's ConfigError, its field named as overparam's (``train.lr``)."""
+  try:
+    yield
+  except ConfigError as err:
+    f = err.field
+    field = f"train.{f}" if f in TRAIN_FIELDS else f
+    raise ConfigError(field, str(err).split(": ", 1)[1]) from None
 
 
 # ---------------------------------------------------------------------- running
@@ -156,6 +152,13 @@ def _final_params(workdir: str, tag: str):
 
 
 def run(config, workdir: str) -> dict:
+  # The trainer resumes each (model, expansion) from checkpoints/TAG: refuse, before
+  # any compute, checkpoints that another config saved there.
+  for model, e in itertools.product(config.models, config.expansions):
+    with _train_fields():
+      segments.check_checkpoint_config(
+          workdir, os.path.join("checkpoints", f"{model}_e{e}"),
+          writers.config_to_dict(train_config(config, model, e)))
   ds = data.load(config)
   if config.data.get("num_train") or config.data.get("num_test"):
     ds = data.subsample(ds, config.data.get("num_train"), config.data.get("num_test"))

@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import devices, loop, metrics, writers
-from jaxdepth.engine import progress as progress_lib
-from jaxdepth.papers.lowrank import common, fields
+from jaxdepth.engine import devices, writers
+from jaxdepth.papers.lowrank import common, fields, segments
 
 EXPERIMENT = "lowrank.regression"
 
@@ -80,28 +79,29 @@ def run(config, workdir: str) -> dict:
   low_rank_R = jnp.array([r["init"] == "low_rank" for r in runs])
   keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 99), len(runs))
   rho_star = common.rho64(problems.w_star)
-  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
-  log = metrics.MetricsLog(workdir, ("depth",))
-  R, D = len(runs), len(depths)
-  res = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss", "test_loss")}
-  bar = progress_lib.progress(D, "regression", enabled=config.progress)
-  def segment(state, i):  # one depth per segment of the engine's loop
+  R, D, T = len(runs), len(depths), config.steps // config.log_every
+
+  def compute(state, i):  # one depth per segment: column i of every result
     d = depths[i]
     lr = config.lr / d if config.lr_scaling == "inverse_depth" else config.lr
-    return state, (i, train_depth(d, problems, keys, low_rank_R, lr, config.steps,
-                                  config.log_every, config.init_rank))
+    w0, w, loss_RxT, test = train_depth(d, problems, keys, low_rank_R, lr, config.steps,
+                                        config.log_every, config.init_rank)
+    state["rho_init"][:, i], state["rho_final"][:, i] = common.rho64(w0), common.rho64(w)
+    state["train_loss"][:, i], state["test_loss"][:, i] = loss_RxT[:, -1], test
+    state["loss_curve"][i] = loss_RxT
 
-  def collect(out):
-    i, (w0, w, loss_RxT, test) = out
-    res["rho_init"][:, i], res["rho_final"][:, i] = common.rho64(w0), common.rho64(w)
-    res["train_loss"][:, i], res["test_loss"][:, i] = loss_RxT[:, -1], test
-    stream = log.stream(depth=depths[i])
-    for t in range(loss_RxT.shape[1]):
-      stream.write({"step": (t + 1) * config.log_every, "train_loss": loss_RxT[:, t]})
+  def records(state, i):  # the logged training losses of depth i, every run at once
+    return [({"depth": depths[i]}, {"step": (t + 1) * config.log_every,
+                                    "train_loss": state["loss_curve"][i][:, t]})
+            for t in range(T)]
 
-  loop.run(None, segment, start=0, total=D, bar=bar, on_output=collect,
-           fetch=lambda out: out)
-  bar.close()
+  # Checkpointed after every depth; metrics.jsonl through the resumable stream.
+  buffers = {k: np.zeros((R, D)) for k in ("rho_init", "rho_final", "train_loss",
+                                           "test_loss")}
+  buffers["loss_curve"] = np.zeros((D, R, T), np.float32)  # as trained (float32)
+  res = segments.run(config, workdir, "regression", buffers, D, compute, records,
+                     ("depth",), unit="depth")
+  res = {k: v for k, v in res.items() if k != "loss_curve"}
   summary = _summarize(config, runs, res, rho_star)
   summary["figures"] = [_figure(workdir, config, runs, res, rho_star)]
   writers.write_json(os.path.join(workdir, "summary.json"), summary)

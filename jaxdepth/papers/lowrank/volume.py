@@ -15,10 +15,9 @@ import os
 import jax
 import numpy as np
 
-from jaxdepth.engine import loop, metrics, plotting, writers
-from jaxdepth.engine import progress as progress_lib
+from jaxdepth.engine import plotting, writers
 from jaxdepth.measure import rank
-from jaxdepth.papers.lowrank import common, fields
+from jaxdepth.papers.lowrank import common, fields, segments
 
 EXPERIMENT = "lowrank.volume"
 
@@ -62,33 +61,34 @@ def _sample_impl(key, depth, n, draws, distribution, total):
 _sample_jit = jax.jit(_sample_impl, static_argnums=(2, 3, 4, 5))
 
 
+def _depth_stats(r, taus) -> dict:
+  """One depth's record: mean / std of rho, mean effective rank, fraction below each tau."""
+  return {"mean_rho": float(r.mean()), "std_rho": float(r.std()),
+          "erank_mean": float(np.exp(r).mean()),
+          "frac_below": [float(np.mean(r < t)) for t in taus]}
+
+
 def run(config, workdir: str) -> dict:
   depths, taus = tuple(config.depths), tuple(config.thresholds)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
-  # metrics.jsonl through the resumable stream: a re-run logs no (key, step) twice
-  log = metrics.MetricsLog(workdir, ("depth",))
-  rhos, per_depth, rows = {}, {}, []
-  bar = progress_lib.progress(len(depths), "volume", enabled=config.progress)
 
-  def segment(state, i):  # one depth per segment of the engine's loop
+  def compute(state, i):  # one depth per segment: its draws' rho, row i
     d = depths[i]
-    return state, (i, sample_rhos(jax.random.fold_in(key, d), d, config.n, config.draws,
-                                  config.distribution, max(depths)))
+    state["rho"][i] = sample_rhos(jax.random.fold_in(key, d), d, config.n, config.draws,
+                                  config.distribution, max(depths))
 
-  def collect(out):
-    i, r = out
-    d = depths[i]
-    rhos[d] = r
-    frac = [float(np.mean(r < t)) for t in taus]
-    per_depth[str(d)] = {"mean_rho": float(r.mean()), "std_rho": float(r.std()),
-                         "erank_mean": float(np.exp(r).mean()), "frac_below": frac}
-    log.stream(depth=d).write({"step": i, **per_depth[str(d)]})
-    rows.extend({"depth": d, "draw": j, "rho": float(v)} for j, v in enumerate(r))
+  def records(state, i):
+    return [({"depth": depths[i]}, {"step": i, **_depth_stats(state["rho"][i], taus)})]
 
-  loop.run(None, segment, start=0, total=len(depths), bar=bar, on_output=collect,
-           fetch=lambda out: out)
-  bar.close()
-  writers.write_csv(os.path.join(workdir, "rho_draws.csv"), rows)
+  # Checkpointed after every depth; metrics.jsonl through the resumable stream.
+  state = segments.run(config, workdir, "volume",
+                       {"rho": np.zeros((len(depths), config.draws))}, len(depths),
+                       compute, records, ("depth",), unit="depth")
+  rhos = {d: state["rho"][i] for i, d in enumerate(depths)}
+  per_depth = {str(d): _depth_stats(rhos[d], taus) for d in depths}
+  writers.write_csv(os.path.join(workdir, "rho_draws.csv"),
+                    [{"depth": d, "draw": j, "rho": float(v)} for d in depths
+                     for j, v in enumerate(rhos[d])])
   means = [per_depth[str(d)]["mean_rho"] for d in depths]
   fr = np.array([per_depth[str(d)]["frac_below"] for d in depths])  # (D, T)
   summary = {
