@@ -261,7 +261,7 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
     state, _ = driver.run(state, segment, total=total, workdir=store and store.workdir,
                           checkpoint=checkpoint, stream=store and store.stream, bar=bar,
                           steps_per_segment=per_segment, fetch=place.gather,
-                          stop=lambda finished: bool(np.all(finished)))
+                          stop=lambda finished: bool(np.all(finished)), unit="segment")
   finally:
     bar.close()
   host = place.gather(state)
