@@ -8,14 +8,18 @@ evaluations, each a scan over ``record_every`` optimizer steps.  First-crossing
 times of thresholds (t10/t50/t90, selection times) and the tracked vector at
 each first crossing are kept in the carry, so they have the resolution of
 ``record_every`` without storing every step.  Depth is a shape: the caller loops
-over depths, one compile each.
+over depths, one compile each.  The segments run through engine/driver; every log
+record is written into buffers of the device state, so a depth's checkpoint (after
+each segment, :class:`Store`) holds all a resumed depth needs.
 
 Stopping (docs/definitions.md, "Stopping"):
 the scan length is fixed; a run whose loss falls below
 ``stop_loss`` freezes its parameters (``jnp.where``) and records its stop step.
 A run whose loss becomes non-finite or grows past ``diverge_factor`` x its
 initial loss also freezes (at its last finite parameters) and is flagged
-``diverged``.  The Python loop ends early once every run is frozen.
+``diverged``.  The loop ends early once every run is frozen (decided one segment
+late, on the fetched outputs); the records kept are those up to the first segment at
+whose end every run was frozen, derived from the state (:func:`_kept`).
 """
 
 from __future__ import annotations
