@@ -443,10 +443,14 @@ def test_incremental_damaged_depth_is_retrained(tmp_path, monkeypatch, caplog):
   sub = os.path.join(wd, "checkpoints", "bias_mean_y_depth_2")
   (step,) = [n for n in os.listdir(sub) if n.isdigit()]
   _overwrite_array_data(os.path.join(sub, step))
-  calls = []
-  real = runner.train
-  monkeypatch.setattr(runner, "train", lambda *a, **k: calls.append(k.get("desc")) or
+  from jaxdepth.engine import loop
+  calls, current = [], []  # the depths that run segments (a restored one runs none)
+  real, real_loop = runner.train, loop.run
+  monkeypatch.setattr(runner, "train", lambda *a, **k: current.append(k.get("desc")) or
                       real(*a, **k))
+  monkeypatch.setattr(loop, "run", lambda *a, start, total, **k: (
+      calls.append(current[-1]) if start < total else None) or real_loop(
+          *a, start=start, total=total, **k))
   with caplog.at_level(logging.WARNING, logger="jaxdepth.ckpt"):
     again = quad.run(config, wd)
   assert len(calls) == 1 and "depth 2" in calls[0]  # only the damaged depth retrained

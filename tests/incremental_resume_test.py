@@ -1,4 +1,5 @@
-"""Incremental sweeps resume depth by depth from their checkpoints."""
+"""Incremental sweeps resume from their checkpoints: a finished depth is restored, a
+lost one trained again."""
 
 import json
 import os
@@ -9,21 +10,29 @@ import pytest
 
 from jaxdepth.configs.incremental import circular_conv as cc_config
 from jaxdepth.configs.incremental import quadratic as q_config
-from jaxdepth.engine import writers
+from jaxdepth.engine import loop, writers
 from jaxdepth.papers.incremental import circular_conv as cc
 from jaxdepth.papers.incremental import quadratic as quad
 from jaxdepth.papers.incremental import runner
 
 
 def _counting_train(monkeypatch):
-  calls = []
-  real = runner.train
+  """The depths (their progress descriptions) that run at least one segment: a
+  restored finished depth goes through the driver too, but runs none."""
+  calls, current = [], []
+  real_train, real_loop = runner.train, loop.run
 
   def train(*args, **kwargs):
-    calls.append(kwargs.get("desc"))
-    return real(*args, **kwargs)
+    current[:] = [kwargs.get("desc")]
+    return real_train(*args, **kwargs)
+
+  def run(state, segment, *, start, total, **kwargs):
+    if start < total:
+      calls.append(current[0])
+    return real_loop(state, segment, start=start, total=total, **kwargs)
 
   monkeypatch.setattr(runner, "train", train)
+  monkeypatch.setattr(loop, "run", run)
   return calls
 
 

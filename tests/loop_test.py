@@ -1,12 +1,15 @@
 """The engine's segment loop with a minimal fake experiment: outputs fetched one segment
 late, `stop` decided on those outputs (no other device->host transfer), and metrics
-written through the resumable stream, so a re-run in the same workdir adds nothing."""
+written through the resumable stream, so a re-run in the same workdir adds nothing; and
+engine/driver around it: a run that ``stop`` ended is finished, a refused checkpoint
+(``accept``) is started over."""
 
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdepth.engine import ckpt, loop, metrics
 
@@ -80,3 +83,52 @@ def test_rerun_in_the_same_workdir_logs_nothing_twice(tmp_path):
   count, done = _run(tmp_path, [])   # resumes at segment 7, all runs finished
   np.testing.assert_array_equal(count, TARGET)
   assert open(tmp_path / "metrics.jsonl").read() == before
+
+
+def _driver_run(workdir, ran, tag="run", accept=None, total=10, every=3):
+  """The fake experiment through engine/driver, checkpointing every ``every`` segments."""
+  from jaxdepth.engine import driver
+  log = metrics.MetricsLog(str(workdir), ("part",)).stream(part="fake")
+
+  def segment(state, i):
+    ran.append(i)
+    return SEGMENT(state, i)
+
+  def on_output(out):
+    log.write({"step": int(out["count"].max()), "count": out["count"].tolist()})
+
+  checkpoint = driver.Checkpointing(
+      "checkpoints/fake", every=every, keep=1, to_host=jax.device_get,
+      from_host=lambda t: {"count": jnp.asarray(t["count"])},
+      meta=lambda done: {"tag": tag}, accept=accept)
+  state, _ = driver.run({"count": jnp.zeros(R, jnp.int32)}, segment, total=total,
+                        workdir=str(workdir), checkpoint=checkpoint, stream=log,
+                        on_output=on_output, stop=lambda out: bool(out["finished"].all()))
+  return np.asarray(state["count"])
+
+
+@pytest.mark.parametrize("every", [3, 1])  # 1: segment 7 saved, then saved again finished
+def test_driver_marks_a_run_stopped_early_finished(tmp_path, every):
+  ran = []
+  np.testing.assert_array_equal(_driver_run(tmp_path, ran, every=every), TARGET)
+  assert ran == list(range(8))  # stopped on segment 6's output, segment 7 dispatched
+  step, meta = ckpt.newest_meta(str(tmp_path / "checkpoints" / "fake"))
+  assert meta["segment"] == 7 and meta["finished"] is True
+  before = open(tmp_path / "metrics.jsonl").read()
+  ran.clear()
+  np.testing.assert_array_equal(_driver_run(tmp_path, ran, every=every), TARGET)
+  assert ran == []  # finished: restored, no segment runs
+  assert open(tmp_path / "metrics.jsonl").read() == before
+
+
+def test_driver_starts_over_from_a_refused_checkpoint(tmp_path, capsys):
+  _driver_run(tmp_path, [], tag="a", accept=lambda m: m["tag"] == "a")
+  ran = []
+  np.testing.assert_array_equal(
+      _driver_run(tmp_path, ran, tag="b", accept=lambda m: m["tag"] == "b"), TARGET)
+  assert ran == list(range(8))  # trained from segment 0
+  assert "holds another run's checkpoint; starting over" in capsys.readouterr().err
+  _, meta = ckpt.newest_meta(str(tmp_path / "checkpoints" / "fake"))
+  assert meta["tag"] == "b"
+  lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in lines] == list(range(1, 8))  # the refused run's lines dropped

@@ -1,6 +1,6 @@
 """Re-running a finished experiment in the same workdir changes nothing: no metrics line
 is written twice and the summary is the same (one experiment per paper, and every
-low-rank experiment, whose metrics once appended on each re-run)."""
+low-rank and incremental experiment, whose metrics once appended on each re-run)."""
 
 import json
 import os
@@ -12,6 +12,11 @@ from jaxdepth import cli
 CASES = [
     ("configs/tiny.py", ["--config.epochs=2"]),                      # minimal depth
     ("configs/incremental/toy.py:tiny", []),                          # incremental
+    ("configs/incremental/diagonal.py:tiny", []),
+    ("configs/incremental/matrix_sensing.py:tiny", []),
+    ("configs/incremental/omp.py:tiny", []),
+    ("configs/incremental/quadratic.py:tiny", []),
+    ("configs/incremental/circular_conv.py:tiny", []),
     ("configs/lowrank/volume.py:tiny", []),                           # low rank
     ("configs/lowrank/init_rank.py:tiny", []),
     ("configs/lowrank/regression.py:tiny", []),

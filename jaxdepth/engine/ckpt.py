@@ -168,6 +168,8 @@ class Checkpointer:
   # ---------------------------------------------------------------------- save
   def save(self, step: int, state: Any, meta: dict | None = None, force: bool = True) -> None:
     step, before = int(step), set(threading.enumerate())
+    if step in self.all_steps():  # saved again (a loop stopped at a count just saved)
+      self._mngr.delete(step)
     try:
       with _quiet_orbax():
         self._mngr.save(step, args=ocp.args.Composite(

@@ -13,11 +13,16 @@ what a checkpoint holds); :func:`run` does the rest the same way for every exper
 Checkpoints hold host arrays (the real runs only) plus JSON metadata with the segment
 count and the workdir layout version; a resumed run continues at the saved segment and
 logs no (key, step) twice; a finished run is evaluated once more from its last
-checkpoint, so re-running a finished experiment rewrites nothing.
+checkpoint, so re-running a finished experiment rewrites nothing. A run that ``stop``
+ended before ``total`` is finished too: its last checkpoint says so (``finished``) and a
+re-run runs no segment. ``Checkpointing.accept`` refuses another run's checkpoint (e.g.
+one written under another config): its steps are removed and the run starts over.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -33,7 +38,14 @@ class Checkpointing(NamedTuple):
   to_host: state -> tree of host arrays (what is saved; also the restore target).
   from_host: tree -> state (placed on the devices again).
   meta: segments done -> JSON metadata saved beside the arrays (the driver adds
-    ``segment`` and the layout version ``_schema``).
+    ``segment``, the layout version ``_schema`` and ``finished`` when ``stop`` ended
+    the run before ``total``).
+  accept: metadata -> may the run resume from this checkpoint? (None: any). A refused
+    checkpoint's steps are removed, the stream's records restarted (``restart()``),
+    and the run starts from segment 0.
+  aside_dir: where unreadable steps are moved (ckpt.Checkpointer; default beside them).
+  required: False: when no step is readable, start over instead of raising
+    ckpt.CheckpointUnreadable.
   """
   subdir: str
   every: int
@@ -42,6 +54,9 @@ class Checkpointing(NamedTuple):
   from_host: Callable[[Any], Any]
   meta: Callable[[int], dict] = lambda done: {}
   steps_per_segment: int = 1  # checkpoint step numbers count optimizer steps
+  accept: Callable[[dict], bool] | None = None
+  aside_dir: str | None = None
+  required: bool = True
 
 
 def _start(meta: dict) -> int:
@@ -77,15 +92,15 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
   Returns:
     (final state, the last evaluation's record or None).
   """
-  start, ck = 0, None
+  start, ck, end = 0, None, total
   if checkpoint is not None:
-    ck = ckpt.Checkpointer(workdir, max_to_keep=checkpoint.keep, subdir=checkpoint.subdir)
-    restored = ck.restore(target=checkpoint.to_host(state))
+    ck, restored = _restore(checkpoint, workdir, state, stream)
     if restored is not None:
       _, tree, meta = restored
       start = _start(meta)
+      end = start if meta.get("finished") else total  # stopped early: nothing to run
       state = checkpoint.from_host(tree)
-      if 0 < start < total and distributed.is_primary():
+      if 0 < start < end and distributed.is_primary():
         _say(f"jaxdepth: resuming from {unit} {start} of {total} ({checkpoint.subdir})")
   if on_resume is not None:
     on_resume(start)
@@ -106,7 +121,17 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
     if phase is not None:
       phase("writing checkpoint")
     meta = {**checkpoint.meta(done), "segment": done, writers.SCHEMA_KEY: writers.SCHEMA}
+    if stopped:
+      meta["finished"] = True
     ck.save(done * checkpoint.steps_per_segment, checkpoint.to_host(state), meta)
+
+  stopped: list = []  # set when ``stop`` ended the loop (before the last hooks run)
+
+  def stop_early(host) -> bool:
+    if stop(host):
+      stopped.append(True)
+      return True
+    return False
 
   hooks = []
   if evaluate is not None:
@@ -114,19 +139,49 @@ def run(state, segment: Callable[[Any, int], tuple[Any, Any]], *, total: int,
   if ck is not None:
     hooks.append(loop.Hook(checkpoint.every, save))
   try:
-    state, _ = loop.run(state, segment, start=start, total=total, hooks=hooks, bar=bar,
+    state, _ = loop.run(state, segment, start=start, total=end, hooks=hooks, bar=bar,
                         steps_per_segment=steps_per_segment, on_output=on_output,
-                        stop=stop, fetch=fetch)
+                        stop=stop_early if stop is not None else None, fetch=fetch)
   except Interrupted as e:
     raise Interrupted(e.done, e.total, unit,
                       checkpoint.subdir if checkpoint is not None else None) from None
   else:
     if evaluate is not None and "record" not in last:  # restored finished: evaluate it
-      do_evaluate(state, total)
+      do_evaluate(state, end)
   finally:
     if ck is not None:
       ck.close()
   return state, last.get("record")
+
+
+def _restore(checkpoint: Checkpointing, workdir: str, state, stream):
+  """(Checkpointer, (step, host tree, meta) of the newest readable step or None); a
+  step ``accept`` refuses (checked on its metadata before its arrays, whose shapes may
+  differ) is removed with its directory, and the run starts over."""
+  make = lambda: ckpt.Checkpointer(workdir, max_to_keep=checkpoint.keep,
+                                   subdir=checkpoint.subdir, aside_dir=checkpoint.aside_dir)
+  if checkpoint.accept is not None:
+    newest = ckpt.newest_meta(os.path.join(workdir, checkpoint.subdir))
+    if newest is not None and newest[1] is not None and not checkpoint.accept(newest[1]):
+      _start_over(checkpoint, workdir, stream)
+  ck = make()
+  restored = ck.restore_latest_readable(target=checkpoint.to_host(state),
+                                        required=checkpoint.required)
+  if restored is not None and checkpoint.accept is not None and not checkpoint.accept(
+      restored[2]):  # an older readable step (the newest was unreadable) of another run
+    ck.close()
+    _start_over(checkpoint, workdir, stream)
+    ck, restored = make(), None
+  return ck, restored
+
+
+def _start_over(checkpoint: Checkpointing, workdir: str, stream) -> None:
+  if distributed.is_primary():
+    _say(f"jaxdepth: {checkpoint.subdir} holds another run's checkpoint; starting over")
+    shutil.rmtree(os.path.join(workdir, checkpoint.subdir), ignore_errors=True)
+  distributed.barrier(f"jaxdepth-start-over-{checkpoint.subdir}")
+  if stream is not None and hasattr(stream, "restart"):
+    stream.restart()
 
 
 def _say(line: str) -> None:

@@ -12,6 +12,7 @@ leading run axis; :func:`load` reads ``metrics.jsonl`` as a tidy pandas DataFram
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,18 @@ class _Stream:
   def __init__(self, log: MetricsLog, key: tuple, fields: dict):
     self.log, self.key, self.fields = log, key, fields
     self.limit = log._last.get(key, -1)
+
+  def restart(self) -> None:
+    """Forget this key's records (its run starts over, e.g. after another config's
+    checkpoint was refused): metrics.jsonl is rewritten without them (atomically)."""
+    self.limit = -1
+    self.log._last.pop(self.key, None)
+    if not self.log.enabled or not os.path.exists(self.log.path):
+      return
+    kept = [r for r in writers.read_jsonl(self.log.path)
+            if tuple(r.get(f) for f in self.log.key_fields) != self.key]
+    with writers._atomic(self.log.path) as f:
+      f.writelines(json.dumps(writers.to_jsonable(r)) + "\n" for r in kept)
 
   def write(self, record: Mapping[str, Any]) -> None:
     if not self.log.enabled or record["step"] <= self.limit:

@@ -1,7 +1,8 @@
 """Shared glue of the six incremental-learning experiments.
 
 The depth loop (one compiled program per depth, seeds and init scales vmapped
-inside), checkpoints, metrics.jsonl, the per-run records of summary.json, and
+inside, each run by engine/driver: checkpoints, resume, the metrics.jsonl stream),
+the per-run records of summary.json, and
 Figure-1-style plots (component values over time, one panel per depth; diverged runs
 excluded). The config fields and their validation: fields.py.
 """
@@ -10,15 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import sys
 from collections.abc import Callable
 
 import jax
 import numpy as np
 
 from jaxdepth import papers
-from jaxdepth.engine import ckpt, plotting, writers
+from jaxdepth.engine import distributed, metrics, plotting, writers
 from jaxdepth.papers.incremental import runner
 
 
@@ -42,92 +41,35 @@ def _fingerprint(config) -> dict:
           if k not in papers.RESUME_SAFE_FIELDS}
 
 
-def _restore(workdir: str, sub: str, fingerprint: dict, problem: runner.Problem, data, keys_s,
-             scales, snapshots: bool) -> runner.Result | None:
-  """A finished depth's Result from its checkpoint, if it was saved by this same config."""
-  if not ckpt.has_checkpoints(workdir, sub):
-    return None
-  # An unreadable checkpoint is warned about and set aside next to ``sub`` (sweep
-  # replaces ``sub`` when it saves the depth again); the depth is then retrained.
-  cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub,
-                         aside_dir=os.path.join(workdir, sub + ".unreadable"))
-  try:
-    got = cp.restore_latest_readable(required=False)
-  finally:
-    cp.close()
-  if got is None:
-    return None
-  _, state, meta = got
-  if meta.get("config") != writers.to_jsonable(fingerprint) or "done" not in state:
-    return None  # an older or foreign checkpoint: train this depth again
-  # The params' NamedTuple type and 0-size fields (not saved) from an abstract init.
-  init_v = jax.vmap(jax.vmap(problem.init, in_axes=(None, 0, None)), in_axes=(0, None, 0))
-  template = jax.eval_shape(init_v, keys_s, np.asarray(scales, np.float64), data)
-  saved = state["params"]
-  params = type(template)(**{
-      k: np.asarray(saved[k]) if k in saved else np.zeros(t.shape, t.dtype)
-      for k, t in template._asdict().items()})
-  arr = {k: np.asarray(v) for k, v in state.items() if k != "params"}
-  return runner.Result(
-      steps_T=np.asarray(meta["steps_T"]), loss_SxIxT=arr["loss"],
-      logged_SxIxTxJ=arr["logged"], cross_t_SxIxAxK=arr["cross_t"],
-      cross_snap_SxIxAxKxK=arr["cross_snap"] if snapshots else None,
-      done_SxI=arr["done"].astype(bool), diverged_SxI=arr["diverged"].astype(bool),
-      stop_step_SxI=arr["stop_step"], params=params, wall_s=float(meta["wall_s"]),
-      steps_run=int(meta["steps_run"]))
-
-
 def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False,
           variant: str = "") -> dict[int, runner.Result]:
-  """Train every depth (a Python loop over compiled programs); save checkpoints + logs.
+  """Train every depth (a Python loop over compiled programs) through engine/driver.
 
-  Resuming works depth by depth: a depth whose checkpoint was written by the same
-  config (all fields but the resume-safe ones, e.g. ``progress``) is restored
-  instead of trained, so an interrupted sweep re-runs only the unfinished depths.
+  Each depth checkpoints under ``checkpoints/[variant_]depth_D`` after every segment
+  (its log records included) and writes its metrics.jsonl records through the resumable
+  stream keyed by (depth, variant): a finished depth is restored instead of trained, an
+  interrupted one resumes at its last segment, and a re-run writes no line twice. A
+  checkpoint written by another config (all fields but the resume-safe ones, e.g.
+  ``progress``) is not resumed: that depth is trained again.
   """
   out = {}
   os.makedirs(workdir, exist_ok=True)
-  fingerprint = _fingerprint(config)
-  # metrics.jsonl is rewritten for this variant from the (trained or restored) results.
-  path, keep = os.path.join(workdir, "metrics.jsonl"), []
-  if os.path.exists(path):
-    keep = [r for r in writers.read_jsonl(path) if r.get("variant") != (variant or None)]
-    os.remove(path)
-  log = writers.JsonlWriter(path)
-  for r in keep:
-    log.write(r)
+  fingerprint = writers.to_jsonable(_fingerprint(config))
+  log = metrics.MetricsLog(workdir, ("depth", "variant"), enabled=distributed.is_primary())
   for depth in config.depths:
     problem, data, keys_s, thr, lr = setup(depth)
-    tag = f"{name}{variant} depth {depth}"
     sub = f"checkpoints/{variant + '_' if variant else ''}depth_{depth}"
-    res = _restore(workdir, sub, fingerprint, problem, data, keys_s, config.init_scales,
-                   snapshots)
-    if res is not None:
-      if config.progress:
-        print(f"{tag}: restored from {os.path.join(workdir, sub)}", file=sys.stderr)
-    else:
-      res = runner.train(problem, data, keys_s, config.init_scales, thr, lr=lr,
-                         steps=config.steps, record_every=config.record_every,
-                         log_every=config.log_every, stop_loss=config.stop_loss,
-                         snapshots=snapshots, progress=config.progress, desc=tag)
-      shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)  # a re-run overwrites
-      cp = ckpt.Checkpointer(workdir, max_to_keep=1, subdir=sub)
-      params = {k: v for k, v in res.params._asdict().items() if np.size(v)}  # orbax: no 0-size
-      state = {"params": params, "logged": res.logged_SxIxTxJ, "loss": res.loss_SxIxT,
-               "cross_t": res.cross_t_SxIxAxK, "done": res.done_SxI,
-               "diverged": res.diverged_SxI, "stop_step": res.stop_step_SxI}
-      if snapshots:
-        state["cross_snap"] = res.cross_snap_SxIxAxKxK
-      cp.save(res.steps_run, state,
-              {"experiment": config.experiment, "depth": depth, "variant": variant,
-               "init_scales": list(config.init_scales), "seeds": config.num_seeds,
-               "lr": float(lr), "steps_T": res.steps_T, "axes": "(seed, init_scale, ...)",
-               "wall_s": res.wall_s, "steps_run": res.steps_run, "config": fingerprint})
-      cp.close()
-    out[depth] = res
-    for t, step in enumerate(res.steps_T):
-      log.write({"step": int(step), "depth": depth, "variant": variant or None,
-                 "loss": res.loss_SxIxT[:, :, t]})
+    meta = {"experiment": config.experiment, "depth": depth, "variant": variant,
+            "init_scales": list(config.init_scales), "seeds": config.num_seeds,
+            "lr": float(lr), "axes": "(seed, init_scale, ...)", "config": fingerprint}
+    store = runner.Store(workdir, sub, log.stream(depth=depth, variant=variant or None), meta,
+                         accept=lambda m: m.get("config") == fingerprint)
+    out[depth] = runner.train(problem, data, keys_s, config.init_scales, thr, lr=lr,
+                              steps=config.steps, record_every=config.record_every,
+                              log_every=config.log_every, stop_loss=config.stop_loss,
+                              snapshots=snapshots, progress=config.progress,
+                              desc=f"{name}{variant} depth {depth}", store=store)
+  log.close()
   return out
 
 

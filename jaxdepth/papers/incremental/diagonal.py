@@ -70,9 +70,11 @@ def cosine(a, b) -> float:
 
 
 def svm_direction(x_BxD, y_B) -> np.ndarray:
-  """l2 max-margin direction (linear SVM, large C, no intercept)."""
+  """l2 max-margin direction (linear SVM, large C, no intercept); liblinear's coordinate
+  order seeded, so that a re-run reports the same direction."""
   from sklearn.svm import LinearSVC
-  clf = LinearSVC(C=1e4, fit_intercept=False, loss="hinge", max_iter=200_000, tol=1e-8)
+  clf = LinearSVC(C=1e4, fit_intercept=False, loss="hinge", max_iter=200_000, tol=1e-8,
+                  random_state=0)
   clf.fit(np.asarray(x_BxD), np.asarray(y_B))
   return clf.coef_[0]
 

@@ -8,19 +8,25 @@ evaluations, each a scan over ``record_every`` optimizer steps.  First-crossing
 times of thresholds (t10/t50/t90, selection times) and the tracked vector at
 each first crossing are kept in the carry, so they have the resolution of
 ``record_every`` without storing every step.  Depth is a shape: the caller loops
-over depths, one compile each.
+over depths, one compile each.  The segments run through engine/driver; every log
+record is written into buffers of the device state, so a depth's checkpoint (after
+each segment, :class:`Store`) holds all a resumed depth needs.
 
 Stopping (docs/definitions.md, "Stopping"):
 the scan length is fixed; a run whose loss falls below
 ``stop_loss`` freezes its parameters (``jnp.where``) and records its stop step.
 A run whose loss becomes non-finite or grows past ``diverge_factor`` x its
 initial loss also freezes (at its last finite parameters) and is flagged
-``diverged``.  The Python loop ends early once every run is frozen.
+``diverged``.  The loop ends early once every run is frozen (decided one segment
+late, on the fetched outputs); the records kept are those up to the first segment at
+whose end every run was frozen, derived from the state (:func:`_kept`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdepth.engine import devices, loop
+from jaxdepth.engine import devices, driver
 from jaxdepth.engine import progress as progress_lib
 
 
@@ -145,11 +151,63 @@ def _segment_logs(num_logs: int, target: int) -> int:
   return 1
 
 
+class Store(NamedTuple):
+  """Where one depth of a sweep keeps its checkpoints and metric records.
+
+  subdir: checkpoint directory under ``workdir``. stream: a metrics.MetricsLog stream;
+  one record ``{"step", **stream.fields, "loss": (S, I)}`` per log. meta: JSON saved
+  with every checkpoint; accept: ``meta -> bool``, may the depth resume from it.
+  """
+  workdir: str
+  subdir: str
+  stream: Any
+  meta: dict
+  accept: Callable[[dict], bool]
+
+
+class DepthState(NamedTuple):
+  """The device state of one depth: the runs and every log record so far (T = logs+1)."""
+  run: RunState
+  loss_SxIxT: jax.Array
+  logged_SxIxTxJ: jax.Array
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _new_buffers(loss0_SxI, logged0_SxIxJ, num_records: int):
+  """The log buffers, record 0 the initial loss and tracked values."""
+  zeros = lambda a: jnp.zeros((*a.shape[:2], num_records, *a.shape[2:]), a.dtype)
+  return (zeros(loss0_SxI).at[:, :, 0].set(loss0_SxI),
+          zeros(logged0_SxIxJ).at[:, :, 0].set(logged0_SxIxJ))
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _write_logs(loss_SxIxT, logged_SxIxTxJ, loss_SxIxL, logged_SxIxLxJ, pos):
+  """A segment's log records into the buffers, from record ``pos`` on."""
+  put = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new, pos, axis=2)
+  return put(loss_SxIxT, loss_SxIxL), put(logged_SxIxTxJ, logged_SxIxLxJ)
+
+
+def _kept(run: RunState, total: int, per_segment: int) -> int:
+  """Segments whose logs count: up to the first at whose end every run was frozen (the
+  loop's one-late stop ends there), else all; derived from the state, so a resumed
+  depth (even one that ran a segment past that point) keeps the same records."""
+  finished = np.asarray(run.done) | np.asarray(run.diverged)
+  if not finished.all():
+    return total
+  last = int(np.max(np.maximum(np.asarray(run.stop_step), 0))) // per_segment
+  return min(total, last + 1)
+
+
 def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps: int,
           record_every: int, log_every: int, stop_loss: float = 0.0,
           diverge_factor: float = 1e6, snapshots: bool = False,
-          segment_steps: int = 20000, progress: bool = False, desc: str = "") -> Result:
+          segment_steps: int = 20000, progress: bool = False, desc: str = "",
+          store: Store | None = None) -> Result:
   """Full-batch GD of every (seed, init scale) run of one depth in one compiled program.
+
+  Segments run through :func:`jaxdepth.engine.driver.run`; every log record lives in
+  the device state (buffers written per segment), so a checkpoint holds all a
+  resumed depth needs.
 
   Args:
     problem: single-run init/loss/track functions.
@@ -159,6 +217,8 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
     steps: maximum number of steps (rounded up to a multiple of log_every).
     record_every: steps between tracking evaluations (crossing resolution).
     log_every: steps between logged records (a multiple of record_every).
+    store: checkpoints (every segment; a finished depth is restored, not trained; an
+      interrupted one resumes at its last segment) and metric records; None: in memory.
   Returns:
     :class:`Result` with numpy arrays.
   """
@@ -173,36 +233,72 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
   scales_I = jnp.asarray(scales_I, dtype)
   thr_AxK = jnp.asarray(thr_AxK, dtype)
   lr = jnp.asarray(lr, dtype)
-  t_start = time.perf_counter()
+  t_start, wall0 = time.perf_counter(), [0.0]
+  wall = lambda: wall0[0] + time.perf_counter() - t_start
   # The seed axis is the run axis: padded and sharded over every device (engine).
   place = devices.Placement(len(keys_S), enabled=devices.lapack_safe())
   keys_S, data = place.runs((keys_S, data))
   st, (loss0, logged0) = init_fn(keys_S, scales_I, data, thr_AxK)
-  losses, logged = [np.asarray(place.gather(loss0))[..., None]], \
-      [np.asarray(place.gather(logged0))[:, :, None]]
+  state = DepthState(st, *_new_buffers(loss0, logged0, num_logs + 1))
+  per_segment, total = lps * log_every, num_logs // lps
   bar = progress_lib.progress(num_logs * log_every, desc, enabled=progress)
-  per_segment = lps * log_every
 
-  def collect(recs):
-    losses.append(recs[0])
-    logged.append(recs[1])
+  def segment(state, i):
+    run, (loss_SxIxL, logged_SxIxLxJ, finished) = seg_fn(state.run, data, thr_AxK, lr,
+                                                         i * per_segment)
+    bufs = _write_logs(state.loss_SxIxT, state.logged_SxIxTxJ, loss_SxIxL,
+                               logged_SxIxLxJ, 1 + i * lps)
+    return DepthState(run, *bufs), finished  # finished: read by the loop's stop
 
+  checkpoint = None
+  if store is not None:
+    host0 = place.gather(state)
+    checkpoint = driver.Checkpointing(
+        store.subdir, every=1, keep=1, to_host=lambda s: _to_host(place.gather(s), wall()),
+        from_host=lambda tree: place.runs(_from_host(tree, host0, wall0)),
+        meta=lambda done: {**store.meta, "steps_run": done * per_segment},
+        steps_per_segment=per_segment, accept=store.accept, required=False,
+        aside_dir=os.path.join(store.workdir, store.subdir + ".unreadable"))
   # Every run finished (converged or diverged): decided on the fetched outputs, one
   # segment late; the segment dispatched meanwhile leaves frozen runs unchanged.
-  st, segments = loop.run(
-      st, lambda st, i: seg_fn(st, data, thr_AxK, lr, i * per_segment), start=0,
-      total=num_logs // lps, bar=bar, steps_per_segment=per_segment, on_output=collect,
-      fetch=place.gather, stop=lambda out: bool(np.all(out[2])))
-  bar.close()
-  t0 = segments * per_segment
-  st = place.gather(st)
-  wall = time.perf_counter() - t_start
-  loss_SxIxT = np.concatenate(losses, axis=2)
+  try:
+    state, _ = driver.run(state, segment, total=total, workdir=store and store.workdir,
+                          checkpoint=checkpoint, stream=store and store.stream, bar=bar,
+                          steps_per_segment=per_segment, fetch=place.gather,
+                          stop=lambda finished: bool(np.all(finished)), unit="segment")
+  finally:
+    bar.close()
+  host = place.gather(state)
+  kept = _kept(host.run, total, per_segment)
+  num_t = kept * lps + 1
+  steps_T = np.arange(num_t) * log_every
+  loss_SxIxT = host.loss_SxIxT[:, :, :num_t]
+  if store is not None:
+    for t, step in enumerate(steps_T):
+      store.stream.write({"step": int(step), **store.stream.fields,
+                          "loss": loss_SxIxT[:, :, t]})
+  run = host.run
   return Result(
-      steps_T=np.arange(loss_SxIxT.shape[2]) * log_every,
-      loss_SxIxT=loss_SxIxT,
-      logged_SxIxTxJ=np.concatenate(logged, axis=2),
-      cross_t_SxIxAxK=np.asarray(st.cross_t_AxK),
-      cross_snap_SxIxAxKxK=np.asarray(st.cross_snap_AxKxK) if snapshots else None,
-      done_SxI=np.asarray(st.done), diverged_SxI=np.asarray(st.diverged),
-      stop_step_SxI=np.asarray(st.stop_step), params=st.params, wall_s=wall, steps_run=t0)
+      steps_T=steps_T, loss_SxIxT=loss_SxIxT,
+      logged_SxIxTxJ=host.logged_SxIxTxJ[:, :, :num_t], cross_t_SxIxAxK=run.cross_t_AxK,
+      cross_snap_SxIxAxKxK=run.cross_snap_AxKxK if snapshots else None,
+      done_SxI=run.done, diverged_SxI=run.diverged, stop_step_SxI=run.stop_step,
+      params=run.params, wall_s=wall(), steps_run=kept * per_segment)
+
+
+def _to_host(host: DepthState, wall_s: float) -> dict:
+  """A checkpoint's arrays (orbax saves no 0-size array: those come from the init)."""
+  run = host.run
+  return {"params": {k: v for k, v in run.params._asdict().items() if np.size(v)},
+          **{k: v for k, v in run._asdict().items() if k != "params"},
+          "loss": host.loss_SxIxT, "logged": host.logged_SxIxTxJ,
+          "wall_s": np.asarray(wall_s, np.float64)}
+
+
+def _from_host(tree: dict, host0: DepthState, wall0: list) -> DepthState:
+  wall0[0] = float(tree["wall_s"])
+  template = host0.run.params
+  params = type(template)(**{k: tree["params"].get(k, v)
+                             for k, v in template._asdict().items()})
+  run = RunState(params, *(tree[k] for k in RunState._fields[1:]))
+  return DepthState(run, tree["loss"], tree["logged"])
