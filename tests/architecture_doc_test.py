@@ -32,7 +32,12 @@ def test_worked_example_runs_resumes_and_is_about_50_lines(tmp_path, capsys):
   assert "top_ncc" in capsys.readouterr().out
   losses = [json.loads(line)["loss"] for line in open(os.path.join(wd, "metrics.jsonl"))]
   assert len(losses) == 2 and np.all(np.asarray(losses[1]) < np.asarray(losses[0]))
-  # A second call restores the last checkpoint (segment 4) and logs nothing twice.
+  # A second call restores the last checkpoint (segment 4) through engine/driver, trains
+  # nothing, and leaves metrics and summary as they were (no line written twice).
+  metrics_before = open(os.path.join(wd, "metrics.jsonl")).read()
+  summary_before = open(os.path.join(wd, "summary.json")).read()
   again = mod.run(cfg, wd)
   assert again["runs"] == s["runs"]
-  assert sum(1 for _ in open(os.path.join(wd, "metrics.jsonl"))) == 2
+  assert open(os.path.join(wd, "metrics.jsonl")).read() == metrics_before
+  assert open(os.path.join(wd, "summary.json")).read() == summary_before
+  assert os.listdir(os.path.join(wd, "checkpoints", "linear")) == ["4"]
