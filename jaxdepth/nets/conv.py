@@ -106,9 +106,13 @@ def conv_patches(x, w, stride: int, padding: int) -> jax.Array:
     idx = (slice(None),) + tuple(slice(o, o + stride * (n - 1) + 1, stride)
                                  for o, n in zip(off, out))
     shifts.append(xp[idx])
-  patches = jnp.stack(shifts, axis=-2)  # (B, *S', prod(K), Cin)
-  w_KxIxO = w.reshape((math.prod(kernel),) + w.shape[-2:])
-  return jnp.einsum("...ki,kio->...o", patches, w_KxIxO)
+  # Shifts side by side on the channel axis: (B, *S', prod(K) * Cin), column k * Cin + c,
+  # the row-major order of w.reshape(prod(K) * Cin, Cout); one plain 2-D dot, no
+  # transposes. (A stack on a new axis with a two-axis einsum contraction measured
+  # about 1.8x slower per training step, CONV-4-32 at batch 128 on CPU.)
+  patches = jnp.concatenate(shifts, axis=-1)
+  w_KIxO = w.reshape((math.prod(kernel) * w.shape[-2], w.shape[-1]))
+  return lax.dot_general(patches, w_KIxO, (((patches.ndim - 1,), (0,)), ((), ())))
 
 
 CONV_IMPLS = ("auto", "xla", "patches")
