@@ -184,7 +184,7 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_patch_conv_matches_float64_reference(stride):
-  """conv_patches (one 2-D dot over channel-concatenated shifts) against a float64 numpy
+  """conv_patches (a sum of one 2-D dot per kernel offset) against a float64 numpy
   direct sum; tolerance from float32 rounding: K = 9 * Cin products per output, each
   error <= K * eps * sum |x w| (a dot's worst-case bound)."""
   rng = np.random.default_rng(0)
