@@ -14,6 +14,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
+import conv_bench  # noqa: E402
 import core_bench  # noqa: E402
 
 
@@ -26,6 +27,12 @@ def test_matmul_flops_per_step_counts_every_dot():
   # MLP-2-3 on 4 inputs, 5 classes, batch 7: dots 7x4x3, 7x3x3, 7x3x5 (MACs 84, 63, 105);
   # forward + weight gradients (all) + input gradients (all but the first).
   assert core_bench.matmul_flops_per_step(2, 3, 4, 5, 7) == 2 * (252 + 252 + 168)
+
+
+def test_conv_flops_per_step_counts_every_conv():
+  # CONV-2-4 on 8x8x1, batch 2: stem 3x3/2 -> 4x4 (MACs 2*16*9*1*4 = 1152), one 3x3 conv
+  # 4 -> 4 (2*16*9*4*4 = 4608); forward + weight gradients, input gradient of the second.
+  assert conv_bench.conv_flops_per_step(2, 4, (8, 8), 1, 2) == 2 * (2 * 1152 + 3 * 4608)
 
 
 def test_core_bench_quick(tmp_path):

@@ -180,3 +180,25 @@ def test_bad_inputs():
   v = jax.eval_shape(net.init, jax.random.key(0))
   with pytest.raises(ValueError, match="built for inputs"):
     jax.eval_shape(net.apply, v, jnp.ones((2, 7, 7, 1)))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_patch_conv_matches_float64_reference(stride):
+  """conv_patches (a sum of one 2-D dot per kernel offset) against a float64 numpy
+  direct sum; tolerance from float32 rounding: K = 9 * Cin products per output, each
+  error <= K * eps * sum |x w| (a dot's worst-case bound)."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 9, 8, 5)).astype(np.float32)
+  w = rng.standard_normal((3, 3, 5, 6)).astype(np.float32)
+  got = np.asarray(convnets.conv_patches(jnp.asarray(x), jnp.asarray(w), stride, 1),
+                   np.float64)
+  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  ho, wo = got.shape[1:3]
+  ref, mag = np.zeros_like(got), np.zeros_like(got)
+  for p in range(3):
+    for q in range(3):
+      xs = xp[:, p:p + stride * (ho - 1) + 1:stride, q:q + stride * (wo - 1) + 1:stride]
+      ref += np.einsum("bhwc,co->bhwo", xs, w[p, q].astype(np.float64))
+      mag += np.einsum("bhwc,co->bhwo", np.abs(xs), np.abs(w[p, q]).astype(np.float64))
+  bound = 9 * 5 * np.finfo(np.float32).eps * mag
+  assert np.all(np.abs(got - ref) <= bound)
