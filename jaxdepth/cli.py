@@ -126,15 +126,16 @@ def list_configs(out=None) -> int:
   return 0
 
 
-def start_jax(args) -> None:
+def start_jax(args, runs: int | None = None) -> None:
   """Devices and processes, before jax computes anything: one CPU device per core
-  (or ``--cpu_devices``), and the multi-process job when its flags are given."""
+  (or ``--cpu_devices``; one device for a run axis of ``runs`` shorter than the core
+  count, devices.use_cpu_cores), and the multi-process job when its flags are given."""
   from jaxdepth.engine import devices, distributed
   multi = distributed.check_flags(args.coordinator_address, args.num_processes,
                                   args.process_id, args.distributed)
   if args.cpu_devices is not None and args.cpu_devices < 1:
     raise distributed.FlagError("cpu_devices", f"must be >= 1, got {args.cpu_devices}")
-  devices.use_cpu_cores(args.cpu_devices)
+  devices.use_cpu_cores(args.cpu_devices, None if multi else runs)
   if multi:
     distributed.initialize(args.coordinator_address, args.num_processes, args.process_id,
                            heartbeat_timeout=args.heartbeat_timeout)
@@ -148,15 +149,24 @@ def runtime_info() -> dict:
           "device_count": jax.device_count(), "process_count": jax.process_count()}
 
 
+def _num_runs(module, config) -> int | None:
+  """The run axis an experiment declares (optional ``num_runs(config)``); None when it
+  declares none or the config is invalid (validate() then names the field)."""
+  try:
+    return int(module.num_runs(config)) if hasattr(module, "num_runs") else None
+  except Exception:
+    return None
+
+
 def _train(args, overrides) -> int:
   from jaxdepth import configs
   from jaxdepth.engine import distributed, interrupt, writers
   from jaxdepth.engine import registry as experiments
   configs.resolve(args.config)  # an unknown name or variant stops here, before jax starts
-  start_jax(args)
-  config = load_config(args.config, overrides)
+  config = load_config(args.config, overrides)  # reads the config; starts no backend
   name = config.get("experiment", "collapse")
   module = experiments.get(name)
+  start_jax(args, _num_runs(module, config))
   module.validate(config)
   primary = distributed.is_primary()
   if distributed.process_count() > 1 and not experiments.multi_process(name):

@@ -171,3 +171,30 @@ def test_license_and_citation():
   assert cff["license"] == "Apache-2.0"
   ids = {r["identifiers"][0]["value"] for r in cff["references"]}
   assert ids == {"arXiv:2202.09028", "arXiv:1909.12051", "arXiv:2103.10427"}
+
+
+def test_a_run_axis_shorter_than_the_cores_gets_one_threaded_device(tmp_path):
+  """`jaxdepth train` with fewer runs than cores starts one CPU device that keeps XLA's
+  intra-op threads (no copies of runs padded onto idle cores); otherwise one device per
+  core with single-threaded Eigen. The device count is read back from config.json."""
+  import json
+
+  from jaxdepth.engine import devices
+  cores = devices.cpu_count()
+  for seeds, noise, runs in ((1, "(0.0,)", 1), (2, "(0.0,0.25)", 4)):
+    want = 1 if runs < cores else cores
+    wd = tmp_path / f"s{seeds}"
+    p = _jaxdepth("train", "--config", "tiny", "--workdir", str(wd), "--config.epochs=1",
+                  f"--config.num_seeds={seeds}", f"--config.label_noise={noise}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    prov = json.loads((wd / "config.json").read_text())["_provenance"]
+    assert prov["device_count"] == want, (seeds, prov)
+  code = ("import os, jax; from jaxdepth.engine import devices; n = devices.use_cpu_cores("
+          "runs={}); print(n, len(jax.devices()), "
+          "'multi_thread_eigen=false' in os.environ.get('XLA_FLAGS', ''))")
+  for runs in (1, cores):
+    few = runs < cores
+    out = f"{1 if few else cores} {1 if few else cores} {not few}"
+    q = subprocess.run([sys.executable, "-c", code.format(runs)], env=ENV, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert q.stdout.split() == out.split(), (runs, q.stdout, q.stderr[-2000:])

@@ -3,10 +3,11 @@
   jaxdepth train --config configs/digits_conv.py --workdir runs/digits_conv
 
 Runs offline (digits ships with scikit-learn). Runtime: 19.5 s wall on the 2-core CPU
-(load 0.5-1, compile included; 2026-12-04, after the summed-dot patch convs). Expected (measured, seeds 0 and 1):
-train accuracy 1.0, test accuracy 0.98; per-layer NCC train accuracy rises with the
-layer index, 0.92 -> 0.95 -> 0.98 -> 0.995 -> 1.0 -> 1.0, NCC test accuracy
-0.90 -> 0.99, train CDNV falls 0.81 -> 0.05; 0.01-effective depth 4 of 6 layers.
+(load 0.5-1, compile included; 2026-12-04, after the summed-dot patch convs).
+Expected (measured, seeds 0 and 1): train accuracy 1.0, test accuracy 0.98; per-layer
+NCC train accuracy rises with the layer index, 0.92 -> 0.95 -> 0.98 -> 0.995 -> 1.0 ->
+1.0, NCC test accuracy 0.90 -> 0.99, train CDNV falls 0.81 -> 0.05; 0.01-effective
+depth 4 of 6 layers.
 """
 
 from jaxdepth.configs import common

@@ -218,6 +218,12 @@ def build_program(config, ds: data.Dataset, depth: int, width: int,
 
 
 # ------------------------------------------------------------------------------ driver
+def num_runs(config) -> int:
+  """The run axis of each program (the CLI starts jax with fewer CPU devices for a
+  shorter one than the core count: devices.use_cpu_cores)."""
+  return len(run_grid(config))
+
+
 def placement(config, num_runs: int) -> devices.Placement:
   return devices.Placement(num_runs, enabled=config.shard_runs)
 
