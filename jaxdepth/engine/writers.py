@@ -183,13 +183,7 @@ def prepare_workdir(workdir: str, config, resume_safe=(),
   if os.path.exists(path):
     old = read_json(path)
     check_schema(old.pop(SCHEMA_KEY, None), workdir)
-    for key in sorted(set(old) | set(new)):
-      if key in resume_safe or key.startswith("_"):
-        continue
-      if old.get(key) != new.get(key):
-        raise ConfigError(
-            key, f"workdir {workdir} holds a run with {key}={old.get(key)!r}, this "
-            f"config has {new.get(key)!r}; use a new --workdir or the same config")
+    check_same_config(old, new, resume_safe, f"workdir {workdir} holds")
     return True
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -197,6 +191,20 @@ def prepare_workdir(workdir: str, config, resume_safe=(),
     raise WriteError(e.errno, e.strerror, workdir) from None
   write_json(path, {**new, SCHEMA_KEY: SCHEMA, PROVENANCE_KEY: provenance(runtime)})
   return False
+
+
+def check_same_config(old: Mapping[str, Any], new: Mapping[str, Any], resume_safe,
+                      holder: str) -> None:
+  """ConfigError naming the first field (sorted) where a saved run's config ``old``
+  differs from ``new``, outside ``resume_safe`` and bookkeeping keys (``_...``);
+  ``holder`` says what holds the run ("workdir W holds")."""
+  for key in sorted(set(old) | set(new)):
+    if key in resume_safe or key.startswith("_"):
+      continue
+    if old.get(key) != new.get(key):
+      raise ConfigError(
+          key, f"{holder} a run with {key}={old.get(key)!r}, this config has "
+          f"{new.get(key)!r}; use a new --workdir or the same config")
 
 
 def snapshot_workdir(workdir: str) -> set[str] | None:

@@ -16,6 +16,14 @@ RESUME_SAFE_FIELDS = ("progress", "eval_every", "checkpoint_every", "plots",
                       "keep_checkpoints")
 
 
+def fingerprint(config) -> dict:
+  """The config fields that determine a run's results (what a resume must match): the
+  config as JSON, less RESUME_SAFE_FIELDS."""
+  from jaxdepth.engine import writers
+  return {k: v for k, v in writers.config_to_dict(config).items()
+          if k not in RESUME_SAFE_FIELDS}
+
+
 def load_metrics(workdir: str, coordinates=None):
   """``workdir/metrics.jsonl`` as a tidy pandas DataFrame: one row per (run, step,
   metric, layer), columns the run coordinates (for the collapse trainer ``kind``,

@@ -35,12 +35,6 @@ def seed_keys(config, purpose: int):
 Setup = Callable[[int], tuple]  # depth -> (problem, data, keys_S, thr_AxK, lr)
 
 
-def _fingerprint(config) -> dict:
-  """The config fields that determine a run's results (what a resume must match)."""
-  return {k: v for k, v in writers.config_to_dict(config).items()
-          if k not in papers.RESUME_SAFE_FIELDS}
-
-
 def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False,
           variant: str = "") -> dict[int, runner.Result]:
   """Train every depth (a Python loop over compiled programs) through engine/driver.
@@ -54,7 +48,7 @@ def sweep(config, workdir: str, name: str, setup: Setup, snapshots: bool = False
   """
   out = {}
   os.makedirs(workdir, exist_ok=True)
-  fingerprint = writers.to_jsonable(_fingerprint(config))
+  fingerprint = writers.to_jsonable(papers.fingerprint(config))
   log = metrics.MetricsLog(workdir, ("depth", "variant"), enabled=distributed.is_primary())
   for depth in config.depths:
     problem, data, keys_s, thr, lr = setup(depth)

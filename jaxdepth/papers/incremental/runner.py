@@ -252,10 +252,10 @@ def train(problem: Problem, data, keys_S, scales_I, thr_AxK, *, lr: float, steps
 
   checkpoint = None
   if store is not None:
-    host0 = place.gather(state)
+    params0 = state.run.params  # the params' type and 0-size fields (not saved)
     checkpoint = driver.Checkpointing(
         store.subdir, every=1, keep=1, to_host=lambda s: _to_host(place.gather(s), wall()),
-        from_host=lambda tree: place.runs(_from_host(tree, host0, wall0)),
+        from_host=lambda tree: place.runs(_from_host(tree, params0, wall0)),
         meta=lambda done: {**store.meta, "steps_run": done * per_segment},
         steps_per_segment=per_segment, accept=store.accept, required=False,
         aside_dir=os.path.join(store.workdir, store.subdir + ".unreadable"))
@@ -295,10 +295,12 @@ def _to_host(host: DepthState, wall_s: float) -> dict:
           "wall_s": np.asarray(wall_s, np.float64)}
 
 
-def _from_host(tree: dict, host0: DepthState, wall0: list) -> DepthState:
+def _from_host(tree: dict, params0, wall0: list) -> DepthState:
+  """A restored checkpoint as a DepthState; parameters orbax did not save (0-size) are
+  taken from ``params0``, the initial (device) parameters."""
   wall0[0] = float(tree["wall_s"])
-  template = host0.run.params
-  params = type(template)(**{k: tree["params"].get(k, v)
-                             for k, v in template._asdict().items()})
+  params = type(params0)(**{k: tree["params"][k] if k in tree["params"] else
+                            np.zeros((len(tree["done"]), *v.shape[1:]), v.dtype)
+                            for k, v in params0._asdict().items()})
   run = RunState(params, *(tree[k] for k in RunState._fields[1:]))
   return DepthState(run, tree["loss"], tree["logged"])

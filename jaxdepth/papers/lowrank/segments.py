@@ -28,15 +28,8 @@ import numpy as np
 from jaxdepth import papers
 from jaxdepth.engine import ckpt, driver, metrics, writers
 from jaxdepth.engine import progress as progress_lib
-from jaxdepth.errors import ConfigError
 
 Records = Callable[[dict, int], Iterable[tuple[dict, dict]]]
-
-
-def fingerprint(config) -> dict:
-  """The config as JSON, less the fields a resume may change (progress, cadences)."""
-  return {k: v for k, v in writers.config_to_dict(config).items()
-          if k not in papers.RESUME_SAFE_FIELDS}
 
 
 def check_checkpoint_config(workdir: str, subdir: str, expected: dict) -> None:
@@ -45,16 +38,9 @@ def check_checkpoint_config(workdir: str, subdir: str, expected: dict) -> None:
   found = ckpt.newest_meta(os.path.join(workdir, subdir))
   if found is None or not isinstance(found[1], dict) or "config" not in found[1]:
     return
-  old = found[1]["config"]
-  new = writers.to_jsonable(expected)
-  for key in sorted(set(old) | set(new)):
-    if key in papers.RESUME_SAFE_FIELDS:
-      continue
-    if old.get(key) != new.get(key):
-      raise ConfigError(
-          key, f"the checkpoints in {os.path.join(workdir, subdir)} hold a run with "
-          f"{key}={old.get(key)!r}, this config has {new.get(key)!r}; use a new "
-          "--workdir or the same config")
+  writers.check_same_config(found[1]["config"], writers.to_jsonable(expected),
+                            papers.RESUME_SAFE_FIELDS,
+                            f"the checkpoints in {os.path.join(workdir, subdir)} hold")
 
 
 def run(config, workdir: str, name: str, state: dict, total: int,
@@ -77,7 +63,7 @@ def run(config, workdir: str, name: str, state: dict, total: int,
     jaxdepth.errors.Interrupted: a stop request (Ctrl-C), after checkpointing.
   """
   subdir = os.path.join("checkpoints", name)
-  expected = fingerprint(config)
+  expected = papers.fingerprint(config)
   check_checkpoint_config(workdir, subdir, expected)
   log = metrics.MetricsLog(workdir, key_fields)
   current = {"state": state}
