@@ -101,7 +101,7 @@ def per_run_estimate(c, ds, devices: int, padded_runs: int) -> dict:
   out = jax.eval_shape(lambda v, x: network.apply(v, x), jax.eval_shape(
       network.init, jax.random.key(0)), jnp.zeros((1, *ds.x_train.shape[1:])))
   per_example = sum(g.size for g in out[1]) * 4
-  cache = (padded_runs // devices) * per_example * (n_tr + n_te) <= train.ANALYSIS_CACHE_BYTES
+  cache = train.analysis_cache(per_example, n_tr + n_te, padded_runs, devices)
   tr_b = analysis.batch_pad(ds.x_train, ds.y_train, c.analysis_batch)
   te_b = analysis.batch_pad(ds.x_test, ds.y_test, c.analysis_batch)
   analyzer = analysis.make_analyzer(network, ds.num_classes, tuple(c.eps), c.rank_samples,

@@ -174,3 +174,26 @@ def test_cli_end_to_end(tmp_path):
   s = json.load(open(os.path.join(workdir, "summary.json")))
   assert len(s["runs"]) == 4
   assert json.load(open(os.path.join(workdir, "config.json")))["epochs"] == 2
+
+
+def test_analysis_cache_budget(monkeypatch):
+  """On the CPU the embeddings of all of this host's devices count together against
+  1/8 of the host's memory (at least ANALYSIS_CACHE_BYTES); elsewhere, per device."""
+  from jaxdepth.engine import devices
+  mib = 1 << 20
+  assert jax.default_backend() == "cpu" and jax.local_device_count() == 4  # conftest
+  monkeypatch.setattr(devices, "host_memory_bytes", lambda: 16 << 30)  # budget 2 GiB
+  assert train.analysis_cache(mib, 2048, 1, 1)  # 2 GiB exactly
+  assert not train.analysis_cache(mib, 2049, 1, 1)
+  assert train.analysis_cache(mib, 512, 4, 4)  # 4 devices x 1 run x 512 MiB = 2 GiB
+  assert not train.analysis_cache(mib, 513, 4, 4)
+  assert train.analysis_cache(mib, 256, 8, 4)  # 2 runs per device: 4 x 2 x 256 MiB
+  assert not train.analysis_cache(mib, 257, 8, 4)
+  monkeypatch.setattr(devices, "host_memory_bytes", lambda: 0)  # unknown: 1 GiB
+  assert train.analysis_cache(mib, 1024, 1, 1)
+  assert not train.analysis_cache(mib, 1025, 1, 1)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # accelerators: per device
+  assert train.analysis_cache(mib, 1024, 4, 4)
+  assert not train.analysis_cache(mib, 1025, 4, 4)
+  monkeypatch.undo()
+  assert devices.host_memory_bytes() > 256 * mib  # the real query reads this machine's

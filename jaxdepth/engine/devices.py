@@ -32,6 +32,14 @@ def cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def host_memory_bytes() -> int:
+  """Physical memory of this host in bytes (0 where the OS does not say)."""
+  try:
+    return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+  except (ValueError, OSError, AttributeError):
+    return 0
+
+
 def use_cpu_cores(n: int | None = None, runs: int | None = None) -> int:
   """Give XLA ``n`` CPU devices (default: one per core) and return the count in use.
 
