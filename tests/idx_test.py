@@ -146,3 +146,21 @@ def test_other_datasets_have_no_idx_route(tmp_path):
   with pytest.raises(tfds_data.DatasetUnavailable) as e:
     tfds_data.check_available("mnist", str(tmp_path / "tfds"), idx_dir=str(tmp_path / "idx"))
   assert "apt-get" not in str(e.value)
+
+
+@pytest.mark.parametrize("normalization", ["dataset", "computed"])
+def test_first_examples_only_equal_subsample_of_all(tmp_path, normalization):
+  """num_train/num_test convert only the first examples: bit for bit what subsampling
+  the whole converted set gives ('computed' statistics still from the whole split)."""
+  _fake_fashion(tmp_path / "idx")
+  kw = dict(normalization=normalization, idx_dir=str(tmp_path / "idx"))
+  full = tfds_data.load_images("fashion_mnist", str(tmp_path / "tfds"), **kw)
+  part = tfds_data.load_images("fashion_mnist", str(tmp_path / "tfds"), num_train=5,
+                               num_test=3, **kw)
+  want = data.subsample(full, 5, 3)
+  assert part.x_train.shape[0] == 5 and part.x_test.shape[0] == 3
+  for field in ("x_train", "y_train", "x_test", "y_test"):
+    np.testing.assert_array_equal(getattr(part, field), getattr(want, field))
+  everything = tfds_data.load_images("fashion_mnist", str(tmp_path / "tfds"), num_train=0,
+                                     num_test=None, **kw)
+  np.testing.assert_array_equal(everything.x_train, full.x_train)

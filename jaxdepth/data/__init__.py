@@ -48,7 +48,8 @@ def load(cfg) -> Dataset:
                           download=bool(d.get("download", False)),
                           normalization=d.get("normalization", "dataset"),
                           pad_to_32=d.get("pad_to_32", True),
-                          idx_dir=d.get("idx_dir") or None)
+                          idx_dir=d.get("idx_dir") or None,
+                          num_train=d.get("num_train"), num_test=d.get("num_test"))
 
 
 def augment_fill(cfg) -> tuple[float, ...] | float:

@@ -221,7 +221,8 @@ def _read_split(name: str, split: str, data_dir: str | None, download: bool):
 
 
 def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
-              normalization: str = "dataset", pad_to_32: bool = True) -> Dataset:
+              normalization: str = "dataset", pad_to_32: bool = True,
+              num_train: int | None = None, num_test: int | None = None) -> Dataset:
   """Load a TFDS image dataset into normalized numpy arrays.
 
   Args:
@@ -243,16 +244,21 @@ def load_tfds(name: str, data_dir: str | None = None, download: bool = False, *,
   raw = {split: _read_split(name, split, data_dir, download)
          for split in (info.train_split, info.test_split)}
   return preprocess(name, raw[info.train_split], raw[info.test_split],
-                    normalization=normalization, pad_to_32=pad_to_32)
+                    normalization=normalization, pad_to_32=pad_to_32,
+                    num_train=num_train, num_test=num_test)
 
 
 def preprocess(name: str, train, test, *, normalization: str = "dataset",
-               pad_to_32: bool = True) -> Dataset:
+               pad_to_32: bool = True, num_train: int | None = None,
+               num_test: int | None = None) -> Dataset:
   """(images uint8 (N, H, W, C), labels) train/test pairs -> the normalized Dataset.
 
   Shared by the tfds and the IDX readers: pixels / 255, zero padding 28 -> 32 (before
   normalization) when the dataset asks for it and ``pad_to_32``, then
   ``(x - mean) / std`` per channel with the statistics ``normalization`` names.
+  ``num_train``/``num_test`` (None or 0: all) keep the first examples of each split,
+  as ``data.subsample`` does; only those are converted (the statistics of
+  'computed' still come from the whole training split).
   """
   info = _check_name(name)
   if normalization not in NORMALIZATIONS:
@@ -265,6 +271,9 @@ def preprocess(name: str, train, test, *, normalization: str = "dataset",
     if labels.min() < 0 or labels.max() >= info.num_classes:
       raise ValueError(f"{name} split {split}: labels outside [0, {info.num_classes})")
   pad = pad_to_32 and info.pad_to_32
+  full_train = train
+  train = (train[0][:num_train or None], train[1][:num_train or None])
+  test = (test[0][:num_test or None], test[1][:num_test or None])
 
   def to_float(images):
     x = images.astype(np.float32) / np.float32(255.0)
@@ -276,8 +285,9 @@ def preprocess(name: str, train, test, *, normalization: str = "dataset",
   x_train, y_train = to_float(train[0]), train[1]
   x_test, y_test = to_float(test[0]), test[1]
   if normalization == "computed":
-    mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
-    std = x_train.std(axis=(0, 1, 2), dtype=np.float64)
+    x_all = x_train if full_train[0] is train[0] else to_float(full_train[0])
+    mean = x_all.mean(axis=(0, 1, 2), dtype=np.float64)
+    std = x_all.std(axis=(0, 1, 2), dtype=np.float64)
   else:
     mean, std = info.stats if normalization == "dataset" else info.reference_stats
   mean = np.asarray(mean, np.float32).reshape(1, 1, 1, -1)
@@ -290,8 +300,10 @@ def preprocess(name: str, train, test, *, normalization: str = "dataset",
 
 def load_images(name: str, data_dir: str | None = None, download: bool = False, *,
                 normalization: str = "dataset", pad_to_32: bool = True,
-                idx_dir: str | None = None) -> Dataset:
-  """An image dataset from tfds or, for Fashion-MNIST, from IDX files (:func:`source`)."""
+                idx_dir: str | None = None, num_train: int | None = None,
+                num_test: int | None = None) -> Dataset:
+  """An image dataset from tfds or, for Fashion-MNIST, from IDX files (:func:`source`);
+  ``num_train``/``num_test``: :func:`preprocess`."""
   _check_name(name)
   if normalization not in NORMALIZATIONS:
     raise ConfigError("data.normalization", f"unknown value {normalization!r}; allowed: "
@@ -299,9 +311,10 @@ def load_images(name: str, data_dir: str | None = None, download: bool = False, 
   kind, where = source(name, data_dir, download, idx_dir)
   if kind == "idx":
     train, test = idx.read_splits(where)
-    return preprocess(name, train, test, normalization=normalization, pad_to_32=pad_to_32)
+    return preprocess(name, train, test, normalization=normalization, pad_to_32=pad_to_32,
+                      num_train=num_train, num_test=num_test)
   return load_tfds(name, data_dir, download, normalization=normalization,
-                   pad_to_32=pad_to_32)
+                   pad_to_32=pad_to_32, num_train=num_train, num_test=num_test)
 
 
 def main(argv=None) -> None:

@@ -1,12 +1,9 @@
-"""Streamed per-layer analysis of any jaxdepth Network
-(docs/definitions.md, "Minimal depth").
-
-One jitted program computes, for every layer and (under vmap) every run: NCC train
-and test accuracy, CDNV on train and on test (two passes, centred), effective depths,
-the Gram-matrix effective rank of the embeddings, and the network's own accuracy and
-loss. Data are streamed in fixed-size batches (the tail padded and masked, never
-dropped), so wide conv layers never hold a whole dataset's embeddings.
-"""
+"""Streamed per-layer analysis of any jaxdepth Network (docs/definitions.md, "Minimal
+depth"). One jitted program computes, for every layer and (under vmap) every run: NCC
+train and test accuracy, CDNV on train and on test (two passes, centred), effective
+depths, the Gram-matrix effective rank of the embeddings, and the network's own accuracy
+and loss. Data come in fixed-size batches (the tail padded and masked, never dropped);
+the passes read cached embeddings or recompute them batch by batch (``cache``)."""
 
 from __future__ import annotations
 
@@ -93,6 +90,9 @@ def host_eigvalsh(g) -> np.ndarray:
   return ev.reshape(*g.shape[:-1])
 
 
+_entropy_jit = jax.jit(rank.entropy_from_singular_values)  # eagerly: 0.4 s of compiles
+
+
 def _host_device():
   """The CPU device, or the default one where no CPU backend is loaded (JAX_PLATFORMS=
   cuda on an H200 raised 'Unknown backend cpu')."""
@@ -131,11 +131,10 @@ def finalize(out: dict) -> dict:
   """Host side: replace the Gram matrices ``gram_*`` by effective ranks ``rank_*``.
 
   rho(K) = entropy of the normalized eigenvalues of K (Huh et al. 2021). On the CPU
-  the eigenvalues come from numpy float64 ``eigvalsh`` (LAPACK calls inside the large
-  vmapped analysis program hung XLA:CPU, jax 0.10.2); on a GPU/TPU from one batched
-  ``eigvalsh`` on the device, so only eigenvalues cross to the host (the host loop
-  cost 25 training epochs per analysis at width 256 on an H100). Accepts device or
-  host arrays with any leading axes (runs, layers); returns numpy.
+  the eigenvalues come from numpy float64 ``eigvalsh`` (LAPACK inside the large vmapped
+  analysis program hung XLA:CPU, jax 0.10.2); on a GPU/TPU from one batched ``eigvalsh``
+  on the device (a host loop cost 25 epochs per analysis at width 256 on an H100).
+  Accepts device or host arrays with any leading axes (runs, layers); returns numpy.
   """
   out = dict(out)
   grams = {s: out.pop(f"gram_{s}") for s in ("train", "test") if f"gram_{s}" in out}
@@ -151,7 +150,7 @@ def finalize(out: dict) -> dict:
     finite = np.isfinite(ev).all(axis=-1)  # diverged runs: NaN rank, no crash
     ev = np.clip(np.where(finite[..., None], ev, 0.0), 0.0, None)
     with jax.enable_x64(True):  # element-wise only: no decomposition inside XLA
-      rho = np.asarray(rank.entropy_from_singular_values(ev))
+      rho = np.asarray(_entropy_jit(ev))
     out[f"rank_{split}"] = np.where(finite, rho, np.nan)
   return out
 

@@ -186,8 +186,10 @@ def init_state(network, tx, key) -> TrainState:
                     jnp.zeros((), jnp.int32))
 
 
+@jax.jit
 def tree_finite(tree) -> jax.Array:
-  """Per run (leading axis): are all floating leaves finite?"""
+  """Per run (leading axis): are all floating leaves finite? (Jitted: eagerly, every
+  leaf's isfinite and all compiled alone, 0.5 s at the end of a CONV-4 run.)"""
   leaves = [jnp.all(jnp.isfinite(a), axis=tuple(range(1, a.ndim)))
             for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.floating)]
   return jnp.all(jnp.stack(leaves), axis=0)
