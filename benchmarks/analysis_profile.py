@@ -16,6 +16,13 @@ of every part before repeat r+1), median of --repeats:
   eig        the host float64 eigenvalues of the Gram matrices (the effective ranks);
   nc         the host NC1/NC2 finalisation from the C x C class statistics.
 
+Then a floor (``floor``): what any analysis with these metrics must do at least, each
+part timed alone on this machine: the forward pass's dots at the analysis shapes
+(batched over the seeds, jitted alone; the forward's matmul FLOPs over that rate), one
+write and one read of every layer's embeddings of every example (at the rate of a
+jitted element-wise pass over an array of that size), and the host eigenvalues of the
+Gram matrices (the ``eig`` part above). No element-wise layer work, no statistics.
+
 Then one profiler trace each of the device program and of the epoch groups XLA's
 operations into matmuls (dot / ynn fusions), the embedding cache (dynamic-update-slice,
 the broadcast that initialises it) and other copies / transposes / element-wise
@@ -136,11 +143,42 @@ def profile_width(a, width) -> dict:
       times[k].append(time.perf_counter() - t0)
   med = {k: statistics.median(v) for k, v in times.items()}
   out = {"width": width, "seconds": med, "repeats": times,
-         "over_epoch": {k: v / med["epoch"] for k, v in med.items()}}
+         "over_epoch": {k: v / med["epoch"] for k, v in med.items()},
+         "floor": floor(a, width, a.num_train + a.num_test, med["eig"])}
   if a.trace:
     out["trace"] = trace_shares(parts["device"])
     out["trace_epoch"] = trace_shares(epoch)
   return out
+
+
+def _best(f, *args, n=10) -> float:
+  import jax
+  jax.block_until_ready(f(*args))
+  ts = []
+  for _ in range(n):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    ts.append(time.perf_counter() - t0)
+  return statistics.median(ts)
+
+
+def floor(a, width, n_examples, eig_s, batch=1000) -> dict:
+  """The floor above (seconds): forward dots + embedding traffic + host eigenvalues."""
+  import jax
+  import jax.numpy as jnp
+  k1, k2 = jax.random.split(jax.random.key(0))
+  h = jax.random.normal(k1, (a.seeds, batch, width))
+  w = jax.random.normal(k2, (a.seeds, width, width))
+  dot_s = _best(jax.jit(lambda h, w: jnp.einsum("sbi,sio->sbo", h, w)), h, w)
+  dot_gflops = 2 * a.seeds * batch * width * width / dot_s / 1e9
+  dims = [40] + [width] * a.depth + [10]
+  flops = 2 * a.seeds * n_examples * sum(x * y for x, y in zip(dims[:-1], dims[1:]))
+  emb = jnp.ones((a.seeds, a.depth, n_examples, width), jnp.float32)
+  rw_s = _best(jax.jit(lambda x: x * 1.0001 + 0.5), emb)  # one read + one write
+  return {"dot_gflops": dot_gflops, "forward_dots_s": flops / dot_gflops / 1e9,
+          "embedding_mb": emb.nbytes / 1e6, "write_read_s": rw_s,
+          "rw_gbps": 2 * emb.nbytes / rw_s / 1e9, "eig_s": eig_s,
+          "total_s": flops / dot_gflops / 1e9 + rw_s + eig_s}
 
 
 def markdown(res) -> str:
@@ -156,6 +194,15 @@ def markdown(res) -> str:
                  f"| {1e3 * s['device']:.0f} ms | {1e3 * s['eig']:.0f} ms | "
                  f"{1e3 * s['nc']:.0f} ms | {1e3 * s['forward']:.0f} ms | "
                  f"**{o['analysis']:.2f}** | {o['forward']:.2f} |")
+  lines += ["", "| width | forward dots (rate alone) | embeddings: one write + one read "
+            "(rate) | host eig | floor | floor / epoch |", "|---|---|---|---|---|---|"]
+  for r in res["rows"]:
+    f = r["floor"]
+    lines.append(f"| {r['width']} | {1e3 * f['forward_dots_s']:.0f} ms "
+                 f"({f['dot_gflops']:.0f} GFLOP/s) | {1e3 * f['write_read_s']:.0f} ms "
+                 f"({f['embedding_mb']:.0f} MB, {f['rw_gbps']:.1f} GB/s) | "
+                 f"{1e3 * f['eig_s']:.0f} ms | {1e3 * f['total_s']:.0f} ms | "
+                 f"**{f['total_s'] / r['seconds']['epoch']:.2f}** |")
   for r in res["rows"]:
     for key, what in (("trace", "analysis device program"), ("trace_epoch", "epoch")):
       if key in r:

@@ -16,6 +16,7 @@ process per device count. For each it reports:
                  traced matmul time per device: how fast the dots run inside the step;
   alone          the same dots (forward, weight and input gradients of one hidden layer,
                  batched over the seeds one device holds) jitted alone, timed alone;
+  torch dots     the same dots in PyTorch (``bmm``) where torch is installed;
   gemm           a 2048^3 float32 matmul on all cores (the peak the other rows are a
                  fraction of).
 
@@ -98,6 +99,28 @@ def dots_alone(seeds: int, width: int, batch: int, repeats: int) -> float:
   return 3 * 2 * seeds * batch * width * width / statistics.median(ts) / 1e9
 
 
+def torch_dots(seeds: int, width: int, batch: int, repeats: int) -> float | None:
+  """The same three dots as :func:`dots_alone` in PyTorch (``bmm``, its default
+  threads): what PyTorch's matmul kernels give at these shapes (None without torch)."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  g0 = torch.Generator().manual_seed(0)
+  h, w, g = (torch.randn(seeds, *s, generator=g0) for s in
+             ((batch, width), (width, width), (batch, width)))
+  f = lambda: (torch.bmm(h, w), torch.bmm(h.transpose(1, 2), g),
+               torch.bmm(g, w.transpose(1, 2)))
+  f()
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(20):
+      f()
+    ts.append((time.perf_counter() - t0) / 20)
+  return 3 * 2 * seeds * batch * width * width / statistics.median(ts) / 1e9
+
+
 def worker(spec: dict) -> dict:
   w = core_bench.JaxWorker(spec)
   import jax
@@ -124,8 +147,8 @@ def worker(spec: dict) -> dict:
 
 def markdown(res: dict) -> str:
   lines = ["| H | devices | epoch | achieved GFLOP/s (% peak) | matmuls | element-wise, "
-           "reductions | copies | loop | dots in the step (per device) | same dots alone "
-           "(per device) |", "|" + "---|" * 10]
+           "reductions | copies | loop | dots in the step, per device (traced) | the device's dots alone "
+           "|", "|" + "---|" * 10]
   peak = res["gemm_gflops"]
   for r in res["rows"]:
     s = r["shares"]
@@ -139,6 +162,10 @@ def markdown(res: dict) -> str:
         f"{r['matmul_rate_in_step_gflops'] / r['devices']:.0f} GFLOP/s | "
         f"{r['dots_alone_gflops']:.0f} GFLOP/s |")
   lines.append(f"\nGEMM peak (2048^3 float32, all cores): {peak:.0f} GFLOP/s")
+  for w, t in res.get("torch_dots_gflops", {}).items():
+    if t:
+      lines.append(f"\nThe same dots in PyTorch (bmm, all threads), H = {w}, "
+                   f"{res['args_seeds'] // res['min_devices']} seeds: {t:.0f} GFLOP/s")
   for r in res["rows"]:
     lines.append(f"\nTop operations, H = {r['width']}, {r['devices']} device(s) "
                  "(seconds per epoch, summed over devices):")
@@ -167,6 +194,7 @@ def main(argv=None) -> dict:
   from jaxdepth.data import embedded, subsample
   ds = subsample(embedded.mnist1d(4000, 1000), 4000, 1000)
   res = {"machine": core_bench.machine(dict(os.environ)), "rows": [],
+         "args_seeds": a.seeds, "min_devices": min(a.devices),
          "load_start": core_bench.loadavg()}
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "mnist1d.npz")
@@ -183,6 +211,8 @@ def main(argv=None) -> dict:
         row = json.loads(next(ln[7:] for ln in out.stdout.splitlines()
                               if ln.startswith("RESULT ")))
         res["rows"].append(row | {"width": width})
+  res["torch_dots_gflops"] = {
+      w: torch_dots(a.seeds // min(a.devices), w, 128, a.repeats) for w in a.widths}
   g = core_bench.Gemm({"gemm_n": 2048}).run(5)
   res["gemm_gflops"] = max(v for k, v in g.items() if k.endswith("gflops"))
   res["load_end"] = core_bench.loadavg()

@@ -88,3 +88,22 @@ def test_analysis_profile_quick(tmp_path):
   shares = {k: v for k, v in row["trace"].items() if k != "traced_ms_per_call"}
   assert "matmuls" in shares and math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9)
   assert json.loads(out.read_text())["rows"][0]["width"] == 8
+  f = row["floor"]  # the floor's parts: every embedding of every example, the eig timed
+  assert f["embedding_mb"] == 2 * 3 * (200 + 64) * 8 * 4 / 1e6
+  assert f["eig_s"] == row["seconds"]["eig"]
+  assert math.isclose(f["total_s"], f["forward_dots_s"] + f["write_read_s"] + f["eig_s"])
+
+
+def test_step_profile_quick(tmp_path):
+  """The step profile runs at a tiny width in its own worker: the matmul FLOPs are the
+  core benchmark's count for every step of the epoch, the kinds are shares of one."""
+  import step_profile
+  res = step_profile.main(["--widths", "8", "--depth", "2", "--seeds", "2", "--devices",
+                           "1", "--repeats", "1", "--trace-epochs", "1", "--json",
+                           str(tmp_path / "sp.json")])
+  (row,) = res["rows"]
+  assert row["devices"] == 1 and row["steps_per_epoch"] == 4000 // 128
+  assert row["matmul_gflop_per_epoch"] == 31 * 2 * core_bench.matmul_flops_per_step(
+      2, 8, 40, 10, 128) / 1e9
+  assert math.isclose(sum(row["shares"].values()), 1.0, rel_tol=1e-9)
+  assert row["epoch_s"] > 0 and row["dots_alone_gflops"] > 0
