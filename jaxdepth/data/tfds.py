@@ -285,7 +285,7 @@ def preprocess(name: str, train, test, *, normalization: str = "dataset",
   x_train, y_train = to_float(train[0]), train[1]
   x_test, y_test = to_float(test[0]), test[1]
   if normalization == "computed":
-    x_all = x_train if full_train[0] is train[0] else to_float(full_train[0])
+    x_all = x_train if len(train[0]) == len(full_train[0]) else to_float(full_train[0])
     mean = x_all.mean(axis=(0, 1, 2), dtype=np.float64)
     std = x_all.std(axis=(0, 1, 2), dtype=np.float64)
   else:
