@@ -34,40 +34,28 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
-import gzip
 import json
 import os
 import platform
 import re
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gpu_bench  # its config record and synthetic data (no jax at import)
+import step_profile  # its trace reader and timer (no jax at import)
 
 
 def trace_shares(call, calls=3) -> dict:
   """Shares of the traced XLA operation time of ``call()`` (which waits for its
   result) by kind."""
-  import jax
-  tmp = tempfile.mkdtemp(prefix="jaxdepth_trace_")
   call()
-  jax.profiler.start_trace(tmp)
-  for _ in range(calls):
-    call()
-  jax.profiler.stop_trace()
-  (path,) = glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True)[-1:]
-  events = json.load(gzip.open(path))["traceEvents"]
+  by_op, _ = step_profile.op_times(call, calls)
   kinds = collections.Counter()
-  for e in events:
-    op = (e.get("args") or {}).get("hlo_op")
-    if e.get("ph") != "X" or not op:
-      continue
+  for op, sec in by_op.items():
     if re.match(r"(ynn_fusion|dot|convolution|custom-call)", op):
       kind = "matmuls"
     elif "dynamic-update-slice" in op or op.startswith("wrapped_broadcast"):
@@ -78,10 +66,10 @@ def trace_shares(call, calls=3) -> dict:
       kind = "loop control"
     else:
       kind = "element-wise and reductions"
-    kinds[kind] += e.get("dur", 0)
+    kinds[kind] += sec
   total = sum(kinds.values())
   return {k: v / total for k, v in kinds.most_common()} | {"traced_ms_per_call":
-                                                           total / calls / 1e3}
+                                                           total * 1e3}
 
 
 def profile_width(a, width) -> dict:
@@ -152,14 +140,10 @@ def profile_width(a, width) -> dict:
 
 
 def _best(f, *args, n=10) -> float:
+  """Median seconds of one call of ``f(*args)`` (waited for), over ``n``."""
   import jax
-  jax.block_until_ready(f(*args))
-  ts = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    jax.block_until_ready(f(*args))
-    ts.append(time.perf_counter() - t0)
-  return statistics.median(ts)
+  return step_profile.median_call_s(lambda: f(*args), n, inner=1,
+                                    sync=jax.block_until_ready)
 
 
 def floor(a, width, n_examples, eig_s, batch=1000) -> dict:

@@ -53,10 +53,11 @@ def kind_of(op: str) -> str:
   return next(k for k, pat in KINDS if re.search(pat, op))
 
 
-def trace(call, calls: int) -> dict:
-  """XLA operation time of ``calls`` calls of ``call()`` by kind and by operation."""
+def op_times(call, calls: int):
+  """One profiler trace of ``calls`` calls of ``call()``: (seconds per call by XLA
+  operation, events per operation), from the trace's ``hlo_op`` events."""
   import jax
-  tmp = tempfile.mkdtemp(prefix="jaxdepth_step_trace_")
+  tmp = tempfile.mkdtemp(prefix="jaxdepth_trace_")
   jax.profiler.start_trace(tmp)
   for _ in range(calls):
     call()
@@ -68,12 +69,32 @@ def trace(call, calls: int) -> dict:
     if e.get("ph") == "X" and op:
       by_op[op] += e.get("dur", 0) / 1e6 / calls
       count[op] += 1
+  return by_op, count
+
+
+def trace(call, calls: int) -> dict:
+  """XLA operation time of ``calls`` calls of ``call()`` by kind and by operation."""
+  by_op, count = op_times(call, calls)
   kinds = collections.Counter()
   for op, s in by_op.items():
     kinds[kind_of(op)] += s
   return {"seconds_by_kind": dict(kinds), "top": [
       {"op": op, "seconds": s, "per_call": count[op] // calls, "kind": kind_of(op)}
       for op, s in by_op.most_common(12)]}
+
+
+def median_call_s(f, repeats: int, inner: int = 20, sync=lambda out: out) -> float:
+  """Median over ``repeats`` of the mean seconds of ``inner`` back-to-back calls of
+  ``f()`` (``sync`` waits for the last result), after one warm-up call."""
+  sync(f())
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+      out = f()
+    sync(out)
+    ts.append((time.perf_counter() - t0) / inner)
+  return statistics.median(ts)
 
 
 def dots_alone(seeds: int, width: int, batch: int, repeats: int) -> float:
@@ -92,15 +113,8 @@ def dots_alone(seeds: int, width: int, batch: int, repeats: int) -> float:
   f = jax.jit(lambda h, w, g: (jnp.einsum("sbi,sio->sbo", h, w),
                                jnp.einsum("sbi,sbo->sio", h, g),
                                jnp.einsum("sbo,sio->sbi", g, w)))
-  jax.block_until_ready(f(h, w, g))
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(20):
-      out = f(h, w, g)
-    jax.block_until_ready(out)
-    ts.append((time.perf_counter() - t0) / 20)
-  return 3 * 2 * seeds * batch * width * width / statistics.median(ts) / 1e9
+  sec = median_call_s(lambda: f(h, w, g), repeats, sync=jax.block_until_ready)
+  return 3 * 2 * seeds * batch * width * width / sec / 1e9
 
 
 def torch_dots(seeds: int, width: int, batch: int, repeats: int) -> float | None:
@@ -134,16 +148,12 @@ def worker(spec: dict) -> dict:
   steps = w.prog.steps_per_epoch
   flops = steps * spec["seeds"] * core_bench.matmul_flops_per_step(
       spec["depth"], spec["width"], 40, 10, spec["batch"])
-  per_dev_dot_s = tr["seconds_by_kind"].get("matmuls", 0.0) / ndev
   total = sum(tr["seconds_by_kind"].values())
   return {
       "devices": ndev, "epoch_s": statistics.median(epochs), "epochs_s": epochs,
       "steps_per_epoch": steps, "matmul_gflop_per_epoch": flops / 1e9,
       "achieved_gflops": flops / statistics.median(epochs) / 1e9,
-      "trace": tr, "traced_s_per_device": total / ndev,
-      "shares": {k: v / total for k, v in tr["seconds_by_kind"].items()},
-      "matmul_rate_in_step_gflops": flops / per_dev_dot_s / ndev / 1e9 if per_dev_dot_s
-      else None,
+      "trace": tr, "shares": {k: v / total for k, v in tr["seconds_by_kind"].items()},
       "dots_alone_gflops": dots_alone(spec["seeds"], spec["width"], spec["batch"],
                                       spec["repeats"]),
   }
